@@ -1,0 +1,242 @@
+/*
+ * winattn: Swin-style windowed multi-head attention with relative position bias, on the CPU.
+ *
+ * C99 interface. Conventions shared by every function below:
+ *  - Arrays are dense, row-major, float32 unless stated; the layout is written next to each argument as
+ *    [dim0][dim1]... with the last index varying fastest.
+ *  - Every fallible function returns a winattn_status. On any status other than WINATTN_STATUS_OK nothing
+ *    has been written to any output, and winattn_last_error_message() returns a sentence naming the
+ *    offending argument and its value (per thread).
+ *  - No C++ exception, abort, assert or exit ever leaves the library: every input is answered with a status.
+ *  - Inputs are never modified. The caller owns every array it passes; the library keeps no pointer to it
+ *    after the call returns (winattn_layer_create copies what it needs).
+ *  - All functions may be called concurrently from any number of threads unless a comment says otherwise.
+ *    The library parallelises its own work with OpenMP (see winattn_set_num_threads).
+ */
+#ifndef WINATTN_WINATTN_H_
+#define WINATTN_WINATTN_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32) && defined(WINATTN_BUILDING_LIBRARY)
+#define WINATTN_API __declspec(dllexport)
+#elif defined(_WIN32)
+#define WINATTN_API __declspec(dllimport)
+#elif defined(__GNUC__) || defined(__clang__)
+#define WINATTN_API __attribute__((visibility("default")))
+#else
+#define WINATTN_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define WINATTN_VERSION_MAJOR 0
+#define WINATTN_VERSION_MINOR 1
+#define WINATTN_VERSION_PATCH 0
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Status, errors, version, dispatch and threading                                                          */
+/* ------------------------------------------------------------------------------------------------------ */
+
+/* Values are numbered explicitly and only ever appended. */
+typedef enum winattn_status {
+  WINATTN_STATUS_OK = 0,
+  WINATTN_STATUS_INVALID_ARGUMENT = 1,
+  WINATTN_STATUS_UNSUPPORTED = 2,
+  WINATTN_STATUS_OUT_OF_MEMORY = 3,
+  WINATTN_STATUS_INTERNAL_ERROR = 4
+} winattn_status;
+
+/* A static English name for a status, e.g. "invalid argument"; "unknown status" for values outside the
+   enum. Never NULL. */
+WINATTN_API const char *winattn_status_string(winattn_status status);
+
+/* The message of this thread's last failed call; "" when none failed yet. The pointer stays valid until the
+   next failing call on the same thread. A successful call does not clear it. */
+WINATTN_API const char *winattn_last_error_message(void);
+
+/* The library's version, "MAJOR.MINOR.PATCH" (static string). */
+WINATTN_API const char *winattn_version(void);
+
+/* The kernels in use: "avx512_bf16", "avx512", "avx2" or "scalar": the best the CPU supports, capped by
+   winattn_set_max_isa or the environment variable WINATTN_MAX_ISA (read once, at first use). The fp32
+   kernels of "avx512_bf16" are the AVX-512 ones; the level only adds BF16 dot products. */
+WINATTN_API const char *winattn_active_isa(void);
+
+/* Caps the dispatch at isa: one of the names above, or "native" for no cap. A cap above what the CPU
+   supports selects the best the CPU has. Takes effect for calls that start afterwards; safe to call from
+   any thread. NULL or an unknown name: WINATTN_STATUS_INVALID_ARGUMENT. */
+WINATTN_API winattn_status winattn_set_max_isa(const char *isa);
+
+/* Number of OpenMP threads the library's parallel loops use; 0 (the default) means OpenMP's default
+   (omp_get_max_threads(), i.e. OMP_NUM_THREADS). Negative: WINATTN_STATUS_INVALID_ARGUMENT. Results are
+   bit-identical for every thread count. */
+WINATTN_API winattn_status winattn_set_num_threads(int num_threads);
+
+/* The value last set by winattn_set_num_threads (0 = OpenMP default). */
+WINATTN_API int winattn_get_num_threads(void);
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Relative position bias and shifted-window masks                                                          */
+/* ------------------------------------------------------------------------------------------------------ */
+
+/* index[i*N + j] for the N = prod(window) tokens of a window of ndim = 1..3 dimensions, tokens in row-major
+   order: ndim 1 is a temporal axis (T), 2 is Swin (Wh, Ww), 3 is Video Swin (Wd, Wh, Ww).
+     1D: (t_i - t_j) + T - 1
+     2D: (dh + Wh - 1) * (2Ww - 1) + (dw + Ww - 1)
+     3D: (dd + Wd - 1) * (2Wh - 1) * (2Ww - 1) + (dh + Wh - 1) * (2Ww - 1) + (dw + Ww - 1)
+   with dh = h_i - h_j etc. The matching table has prod(2*window[d] - 1) rows.
+   window: [ndim] entries >= 1. index: [N][N] int64, written.
+   Errors: ndim outside 1..3, NULL pointers, window entries < 1, N*N overflowing. */
+WINATTN_API winattn_status winattn_relative_position_index(int ndim, const int64_t *window, int64_t *index);
+
+/* The bias-table lookup: bias[h][i][j] = table[index[i*n + j]][h].
+   table is [table_rows][num_heads], PyTorch's relative_position_bias_table layout; bias is [num_heads][n][n].
+   index: [n][n] int64, every entry in [0, table_rows) (checked before anything is written).
+   Errors: NULL pointers, sizes <= 0, num_heads*n*n overflowing, an index entry out of range. */
+WINATTN_API winattn_status winattn_relative_position_bias(const float *table, int64_t table_rows,
+                                                          int64_t num_heads, const int64_t *index, int64_t n,
+                                                          float *bias);
+
+/* Its gradient: grad_table[index[i*n + j]][h] += grad_bias[h][i][j]. Accumulates; the caller zeroes.
+   grad_bias: [num_heads][n][n]; grad_table: [table_rows][num_heads]. Deterministic: the same bits for any
+   thread count (each table entry sums its contributions in increasing i*n + j order, no atomics).
+   Errors: as winattn_relative_position_bias. */
+WINATTN_API winattn_status winattn_relative_position_bias_backward(const float *grad_bias, int64_t table_rows,
+                                                                   int64_t num_heads, const int64_t *index,
+                                                                   int64_t n, float *grad_table);
+
+/* SwinV2 continuous position bias table, [(2Wh-1)(2Ww-1)][num_heads] = 16 * sigmoid(MLP(coords)), exactly as
+   torchvision's ShiftedWindowAttentionV2 builds it: relative coords in [-(W-1), W-1] per axis, divided by
+   (W-1) (skip the division on an axis whose window is 1), times 8, then sign(x) * log2(|x| + 1) / 3;
+   MLP = Linear(2, hidden, bias) -> ReLU -> Linear(hidden, num_heads, no bias), nn.Linear weight layouts:
+   w1 [hidden][2], b1 [hidden], w2 [num_heads][hidden]. (16*sigmoid applied per table entry is the same as
+   torchvision applying it after the lookup.) Table rows are ordered (dh + Wh - 1) * (2Ww - 1) + (dw + Ww - 1),
+   matching winattn_relative_position_index with ndim 2. b1 may be NULL (no bias).
+   Errors: NULL pointers, sizes <= 0, sizes overflowing. */
+WINATTN_API winattn_status winattn_continuous_position_bias_table(int64_t window_h, int64_t window_w,
+                                                                  const float *w1, const float *b1,
+                                                                  const float *w2, int64_t hidden,
+                                                                  int64_t num_heads, float *table);
+
+/* Shifted-window attention mask, [num_windows][N][N]: 0 where two tokens of a window come from the same
+   region of the cyclically shifted grid, -100 where they do not; the values torchvision's
+   shifted_window_attention and Video Swin build. grid, window and shift have 3 entries (depth, height,
+   width); 2D callers pass depth 1, window 1, shift 0 there. Each grid entry must be a multiple of its window
+   entry and 0 <= shift < window. Windows are numbered row-major over the grid, N = prod(window).
+   Per axis the regions are [0, G-w), [G-w, G-s), [G-s, G).
+   num_windows = prod(grid[d] / window[d]).
+   Errors: NULL pointers, entries <= 0, a grid entry not a multiple of its window, a shift out of range,
+   num_windows*N*N overflowing. */
+WINATTN_API winattn_status winattn_shifted_window_mask(const int64_t *grid, const int64_t *window,
+                                                       const int64_t *shift, float *mask);
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Fused windowed softmax attention                                                                         */
+/* ------------------------------------------------------------------------------------------------------ */
+
+/* out[w][h] = softmax(scale * q[w][h] k[w][h]^T + bias[h] + mask[w % mask_windows]) v[w][h]
+   q, k, v, out: [num_windows][num_heads][n][head_dim], contiguous float32, out may not alias q, k or v.
+   bias: [num_heads][n][n] or NULL. mask: [mask_windows][n][n] or NULL (then mask_windows is ignored).
+   The windows of a batch of B images are numbered image-major (w = b * nW + window), so window w uses mask
+   w % nW: exactly Swin's WindowAttention.forward with a [nW, N, N] mask. With n = T and no mask it is the
+   temporal attention of video adapters (AIM).
+
+   Fused: scores live in registers and L1 only; no [num_windows][num_heads][n][n] tensor is formed and bias
+   and mask are read in place. Softmax subtracts the row maximum. A row whose logits are all -inf yields a
+   zero output row (not NaN). NaN anywhere in a row's logits or in the v rows it weighs makes that output row
+   NaN; other rows are unaffected. Parallel over (window, head) with OpenMP; bit-identical results for any
+   thread count.
+   Errors: NULL q/k/v/out, sizes <= 0, mask_windows <= 0 with a mask, sizes whose products overflow,
+   out overlapping q, k or v. */
+WINATTN_API winattn_status winattn_window_attention(int64_t num_windows, int64_t num_heads, int64_t n,
+                                                    int64_t head_dim, const float *q, const float *k,
+                                                    const float *v, float scale, const float *bias,
+                                                    const float *mask, int64_t mask_windows, float *out);
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* The shifted-window attention layer                                                                       */
+/* ------------------------------------------------------------------------------------------------------ */
+
+/* Stateless, torchvision-compatible. input and output: [batch][depth][height][width][channels] float32
+   (2D feature maps: depth 1, window[0] 1, shift[0] 0). N = window[0]*window[1]*window[2].
+   Semantics: torchvision.models.swin_transformer.shifted_window_attention in eval mode, axis by axis in
+   3D: zero-pad each axis at its end to a window multiple; on every axis whose window is >= the padded size
+   the shift is taken as 0; cyclic shift by -shift; partition into windows (row-major); qkv projection;
+   v1 (logit_scale NULL): q scaled by head_dim^-0.5; v2 (logit_scale set): the k third of qkv_bias ignored,
+   q and k L2-normalised (eps 1e-12), logits times exp(min(logit_scale[h], ln 100)); + bias; + the -100
+   shifted-window mask when any shift > 0; softmax; @ v; output projection; reverse partition and shift,
+   crop the padding. output may not overlap input. */
+typedef struct winattn_window_attention_args {
+  int64_t batch;
+  int64_t grid[3];                     /* depth, height, width */
+  int64_t channels;
+  int64_t num_heads;                   /* channels % num_heads == 0 */
+  int64_t window[3];                   /* each >= 1 */
+  int64_t shift[3];                    /* 0 <= shift[d] < window[d] */
+  const float *qkv_weight;             /* [3*channels][channels], nn.Linear layout */
+  const float *qkv_bias;               /* [3*channels] or NULL */
+  const float *proj_weight;            /* [channels][channels] */
+  const float *proj_bias;              /* [channels] or NULL */
+  const float *relative_position_bias; /* [num_heads][N][N], already looked up; NULL = none */
+  const float *logit_scale;            /* [num_heads] or NULL; non-NULL selects SwinV2 cosine attention */
+  uint32_t flags;                      /* 0; reserved */
+} winattn_window_attention_args;
+
+/* Runs the layer described by args on input, writing output (same shape as input).
+   Errors: NULL args/input/output or weights, sizes <= 0, channels % num_heads != 0, shifts out of range,
+   non-zero flags, sizes that overflow, output overlapping input. OUT_OF_MEMORY when the workspace cannot be
+   allocated. */
+WINATTN_API winattn_status winattn_shifted_window_attention(const winattn_window_attention_args *args,
+                                                            const float *input, float *output);
+
+/* Prepacked layer for serving. create copies and packs everything it needs (the caller may free its arrays
+   afterwards) and looks the bias up once. forward may be called concurrently from any number of threads on
+   one layer, with any batch and grid per call. */
+typedef struct winattn_layer winattn_layer;
+typedef enum winattn_dtype { WINATTN_DTYPE_F32 = 0, WINATTN_DTYPE_BF16 = 1 } winattn_dtype;
+typedef struct winattn_layer_desc {
+  int64_t channels;
+  int64_t num_heads;
+  int64_t window[3];
+  int64_t shift[3];
+  const float *qkv_weight;                   /* [3*channels][channels] */
+  const float *qkv_bias;                     /* [3*channels] or NULL */
+  const float *proj_weight;                  /* [channels][channels] */
+  const float *proj_bias;                    /* [channels] or NULL */
+  const float *relative_position_bias_table; /* v1: [prod(2*window[d]-1)][num_heads]; NULL for v2 or none */
+  const float *logit_scale;                  /* v2: [num_heads]; NULL for v1 */
+  const float *cpb_weight1;                  /* v2 continuous position bias MLP: [cpb_hidden][2] */
+  const float *cpb_bias1;                    /* [cpb_hidden] */
+  const float *cpb_weight2;                  /* [num_heads][cpb_hidden] */
+  int64_t cpb_hidden;                        /* 512 in torchvision */
+  winattn_dtype compute_dtype;               /* F32; BF16 may return UNSUPPORTED until it exists */
+  uint32_t flags;                            /* 0; reserved */
+} winattn_layer_desc;
+
+/* Creates a layer from desc, writing the handle to *layer (set only on success).
+   v1: relative_position_bias_table set (or NULL for no bias), logit_scale NULL, cpb_* NULL.
+   v2: logit_scale set; cpb_weight1/cpb_bias1/cpb_weight2/cpb_hidden give the continuous position bias
+   (2D windows only: window[0] == 1), or all NULL/0 for none; relative_position_bias_table must be NULL.
+   Errors: as winattn_shifted_window_attention, plus an unknown compute_dtype (INVALID_ARGUMENT), BF16
+   (UNSUPPORTED in this version), an inconsistent v1/v2 description. */
+WINATTN_API winattn_status winattn_layer_create(const winattn_layer_desc *desc, winattn_layer **layer);
+
+/* Runs the layer: input and output [batch][grid[0]][grid[1]][grid[2]][channels]; same semantics as
+   winattn_shifted_window_attention. Thread-safe on one layer. Errors: NULL layer/input/grid/output,
+   batch or grid entries <= 0, overflowing sizes, output overlapping input, a destroyed layer (detected on a
+   best-effort basis). */
+WINATTN_API winattn_status winattn_layer_forward(const winattn_layer *layer, const float *input,
+                                                 int64_t batch, const int64_t *grid, float *output);
+
+/* Frees the layer. NULL does nothing. Must not race with a forward on the same layer. */
+WINATTN_API void winattn_layer_destroy(winattn_layer *layer);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* WINATTN_WINATTN_H_ */
