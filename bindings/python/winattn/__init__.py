@@ -1,0 +1,829 @@
+"""Python (ctypes + numpy) binding of winattn, Swin-style windowed multi-head attention on the CPU.
+
+Every function takes numpy arrays (anything ``np.asarray`` accepts), converts them with
+``np.ascontiguousarray(x, dtype=np.float32)`` (``np.int64`` for index arrays) and returns freshly allocated
+``np.float32`` arrays (``np.int64`` for :func:`relative_position_index`). Shapes are checked in Python before
+the C library is called (``ValueError`` naming the argument); anything the C library rejects raises
+:class:`WinattnError` carrying the C status and the library's message.
+
+The shared library is looked up, in order, at the path in the environment variable ``WINATTN_LIBRARY``,
+at ``build/libwinattn.so`` of the source tree this package lives in (``bindings/python/winattn`` ->
+``../../../build``), and through ``ctypes.util.find_library("winattn")``. It is loaded on first use.
+
+Example::
+
+    import numpy as np
+    import winattn
+
+    x = np.random.rand(1, 56, 56, 96).astype(np.float32)          # [B][H][W][C]
+    qkv_w = np.random.rand(288, 96).astype(np.float32) * 0.1       # nn.Linear layout
+    proj_w = np.random.rand(96, 96).astype(np.float32) * 0.1
+    table = np.random.rand(13 * 13, 3).astype(np.float32) * 0.02   # [(2Wh-1)(2Ww-1)][heads]
+    with winattn.Layer(96, 3, (7, 7), (3, 3), qkv_w, proj_w,
+                       relative_position_bias_table=table) as layer:
+        y = layer.forward(x)                                       # [1][56][56][96]
+"""
+
+import ctypes
+import ctypes.util
+import os
+import threading
+
+import numpy as np
+
+__all__ = [
+    "WinattnError",
+    "Layer",
+    "version",
+    "active_isa",
+    "set_max_isa",
+    "set_num_threads",
+    "get_num_threads",
+    "library_path",
+    "relative_position_index",
+    "relative_position_bias",
+    "relative_position_bias_backward",
+    "continuous_position_bias_table",
+    "shifted_window_mask",
+    "window_attention",
+    "shifted_window_attention",
+]
+
+# Status values of the C enum winattn_status (numbered explicitly in the header).
+STATUS_OK = 0
+STATUS_INVALID_ARGUMENT = 1
+STATUS_UNSUPPORTED = 2
+STATUS_OUT_OF_MEMORY = 3
+STATUS_INTERNAL_ERROR = 4
+
+# Values of the C enum winattn_dtype.
+DTYPE_F32 = 0
+DTYPE_BF16 = 1
+
+_INT64_MAX = (1 << 63) - 1
+
+_c_float_p = ctypes.POINTER(ctypes.c_float)
+_c_int64_p = ctypes.POINTER(ctypes.c_int64)
+
+
+class WinattnError(RuntimeError):
+    """A call into the C library returned a status other than WINATTN_STATUS_OK.
+
+    Attributes:
+        status: the winattn_status value (int), e.g. 1 for invalid argument.
+        status_name: the library's English name of the status (winattn_status_string).
+        message: the library's message for the failed call (winattn_last_error_message), naming the
+            offending argument.
+    """
+
+    def __init__(self, status, message, status_name=None):
+        """Builds the exception from a status value, its message and (optionally) the status name."""
+        self.status = int(status)
+        self.message = str(message)
+        if status_name is None:
+            status_name = _status_name(self.status)
+        self.status_name = status_name
+        super().__init__("winattn: %s (status %d): %s" % (self.status_name, self.status, self.message))
+
+
+class _WindowAttentionArgs(ctypes.Structure):
+    """Mirror of the C struct winattn_window_attention_args (same field order and types)."""
+
+    _fields_ = [
+        ("batch", ctypes.c_int64),
+        ("grid", ctypes.c_int64 * 3),
+        ("channels", ctypes.c_int64),
+        ("num_heads", ctypes.c_int64),
+        ("window", ctypes.c_int64 * 3),
+        ("shift", ctypes.c_int64 * 3),
+        ("qkv_weight", _c_float_p),
+        ("qkv_bias", _c_float_p),
+        ("proj_weight", _c_float_p),
+        ("proj_bias", _c_float_p),
+        ("relative_position_bias", _c_float_p),
+        ("logit_scale", _c_float_p),
+        ("flags", ctypes.c_uint32),
+    ]
+
+
+class _LayerDesc(ctypes.Structure):
+    """Mirror of the C struct winattn_layer_desc (same field order and types; the enum is a C int)."""
+
+    _fields_ = [
+        ("channels", ctypes.c_int64),
+        ("num_heads", ctypes.c_int64),
+        ("window", ctypes.c_int64 * 3),
+        ("shift", ctypes.c_int64 * 3),
+        ("qkv_weight", _c_float_p),
+        ("qkv_bias", _c_float_p),
+        ("proj_weight", _c_float_p),
+        ("proj_bias", _c_float_p),
+        ("relative_position_bias_table", _c_float_p),
+        ("logit_scale", _c_float_p),
+        ("cpb_weight1", _c_float_p),
+        ("cpb_bias1", _c_float_p),
+        ("cpb_weight2", _c_float_p),
+        ("cpb_hidden", ctypes.c_int64),
+        ("compute_dtype", ctypes.c_int),
+        ("flags", ctypes.c_uint32),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Library loading
+# ---------------------------------------------------------------------------------------------------------
+
+_lib_lock = threading.Lock()
+_lib_handle = None
+_lib_path = None
+
+
+def _candidate_paths():
+    """The library paths to try, in lookup order (env, source tree build dir, find_library)."""
+    paths = []
+    env = os.environ.get("WINATTN_LIBRARY")
+    if env:
+        paths.append(env)
+    here = os.path.dirname(os.path.abspath(__file__))
+    paths.append(os.path.normpath(os.path.join(here, "..", "..", "..", "build", "libwinattn.so")))
+    found = ctypes.util.find_library("winattn")
+    if found:
+        paths.append(found)
+    return paths
+
+
+def _declare(lib):
+    """Declares argtypes and restype of every C function of the header on the loaded library."""
+    i64, i64p, fp, cfp = ctypes.c_int64, _c_int64_p, _c_float_p, _c_float_p
+    status = ctypes.c_int
+    sigs = {
+        "winattn_status_string": (ctypes.c_char_p, [ctypes.c_int]),
+        "winattn_last_error_message": (ctypes.c_char_p, []),
+        "winattn_version": (ctypes.c_char_p, []),
+        "winattn_active_isa": (ctypes.c_char_p, []),
+        "winattn_set_max_isa": (status, [ctypes.c_char_p]),
+        "winattn_set_num_threads": (status, [ctypes.c_int]),
+        "winattn_get_num_threads": (ctypes.c_int, []),
+        "winattn_relative_position_index": (status, [ctypes.c_int, i64p, i64p]),
+        "winattn_relative_position_bias": (status, [cfp, i64, i64, i64p, i64, fp]),
+        "winattn_relative_position_bias_backward": (status, [cfp, i64, i64, i64p, i64, fp]),
+        "winattn_continuous_position_bias_table": (status, [i64, i64, cfp, cfp, cfp, i64, i64, fp]),
+        "winattn_shifted_window_mask": (status, [i64p, i64p, i64p, fp]),
+        "winattn_window_attention": (status, [i64, i64, i64, i64, cfp, cfp, cfp, ctypes.c_float, cfp, cfp, i64, fp]),
+        "winattn_shifted_window_attention": (status, [ctypes.POINTER(_WindowAttentionArgs), cfp, fp]),
+        "winattn_layer_create": (status, [ctypes.POINTER(_LayerDesc), ctypes.POINTER(ctypes.c_void_p)]),
+        "winattn_layer_forward": (status, [ctypes.c_void_p, cfp, i64, i64p, fp]),
+        "winattn_layer_destroy": (None, [ctypes.c_void_p]),
+    }
+    for name, (restype, argtypes) in sigs.items():
+        fn = getattr(lib, name)
+        fn.restype = restype
+        fn.argtypes = argtypes
+
+
+def _lib():
+    """Returns the loaded C library, loading it (and declaring its signatures) on first use.
+
+    Raises OSError listing every path tried when none loads.
+    """
+    global _lib_handle, _lib_path
+    if _lib_handle is not None:
+        return _lib_handle
+    with _lib_lock:
+        if _lib_handle is not None:
+            return _lib_handle
+        errors = []
+        for path in _candidate_paths():
+            if os.path.sep in path and not os.path.exists(path):
+                errors.append("%s: no such file" % path)
+                continue
+            try:
+                lib = ctypes.CDLL(path)
+                _declare(lib)
+            except (OSError, AttributeError) as exc:
+                errors.append("%s: %s" % (path, exc))
+                continue
+            _lib_path = path
+            _lib_handle = lib
+            return lib
+        raise OSError(
+            "winattn: cannot load libwinattn.so (set WINATTN_LIBRARY to its path); tried: " + "; ".join(errors)
+        )
+
+
+def library_path():
+    """The path (or name) of the loaded libwinattn shared library, loading it if needed."""
+    _lib()
+    return _lib_path
+
+
+def _status_name(status):
+    """The library's name for a status value, or "unknown status" when the library cannot say."""
+    try:
+        return _lib().winattn_status_string(int(status)).decode("utf-8", "replace")
+    except Exception:  # pragma: no cover - only when the library itself cannot be loaded
+        return "unknown status"
+
+
+def _check(status):
+    """Raises WinattnError for a non-OK status, with this thread's last error message of the library."""
+    if status != STATUS_OK:
+        lib = _lib()
+        raw = lib.winattn_last_error_message()
+        message = raw.decode("utf-8", "replace") if raw else ""
+        raise WinattnError(status, message)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _f32(x, name):
+    """x as a C-contiguous float32 array (ValueError naming the argument when it cannot be converted)."""
+    try:
+        return np.ascontiguousarray(x, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise ValueError("%s: cannot convert to a float32 array (%s)" % (name, exc)) from None
+
+
+def _i64(x, name):
+    """x as a C-contiguous int64 array (ValueError naming the argument when it cannot be converted)."""
+    try:
+        return np.ascontiguousarray(x, dtype=np.int64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValueError("%s: cannot convert to an int64 array (%s)" % (name, exc)) from None
+
+
+def _opt_f32(x, name):
+    """None stays None; anything else goes through _f32."""
+    return None if x is None else _f32(x, name)
+
+
+def _fp(a):
+    """A float* to the data of a float32 array, or NULL for None."""
+    return None if a is None else a.ctypes.data_as(_c_float_p)
+
+
+def _ip(a):
+    """An int64_t* to the data of an int64 array, or NULL for None."""
+    return None if a is None else a.ctypes.data_as(_c_int64_p)
+
+
+def _int(x, name):
+    """x as a Python int (ValueError naming the argument otherwise; bools and floats with fractions refused)."""
+    if isinstance(x, bool):
+        raise ValueError("%s: expected an integer, got %r" % (name, x))
+    try:
+        value = int(x)
+    except (TypeError, ValueError):
+        raise ValueError("%s: expected an integer, got %r" % (name, x)) from None
+    if value != x:
+        raise ValueError("%s: expected an integer, got %r" % (name, x))
+    if not -(1 << 63) <= value <= _INT64_MAX:
+        raise ValueError("%s: %d does not fit in int64" % (name, value))
+    return value
+
+
+def _ints(seq, name, lengths):
+    """seq as a tuple of ints whose length is one of lengths (ValueError naming the argument otherwise)."""
+    if np.isscalar(seq):
+        seq = (seq,)
+    try:
+        values = tuple(_int(v, name) for v in seq)
+    except TypeError:
+        raise ValueError("%s: expected a sequence of integers, got %r" % (name, seq)) from None
+    if len(values) not in lengths:
+        raise ValueError(
+            "%s: expected %s integers, got %d (%r)" % (name, " or ".join(str(n) for n in lengths), len(values), seq)
+        )
+    return values
+
+
+def _prod(values):
+    """The product of a sequence of Python ints (exact, no overflow)."""
+    p = 1
+    for v in values:
+        p *= v
+    return p
+
+
+def _output(shape):
+    """A fresh float32 output array of shape, or a 1-element scratch array when the shape is not valid.
+
+    When some dimension is negative or the element count does not fit in int64 the C library is
+    documented to reject the call before writing anything, so a scratch buffer is enough to let it report
+    the error; the second return value says whether the returned array has the requested shape.
+    """
+    if any(d < 0 for d in shape) or _prod(shape) > _INT64_MAX:
+        return np.zeros(1, dtype=np.float32), False
+    return np.empty(shape, dtype=np.float32), True
+
+
+def _require_shape(a, shape, name):
+    """Raises ValueError naming the argument when array a does not have exactly the given shape."""
+    if tuple(a.shape) != tuple(shape):
+        raise ValueError("%s: expected shape %s, got %s" % (name, tuple(shape), tuple(a.shape)))
+
+
+def _shape_only_on_success(ok, name):
+    """Raises WinattnError when the C library accepted a call whose sizes Python considered invalid."""
+    if not ok:
+        raise WinattnError(STATUS_INTERNAL_ERROR, "%s: the library accepted invalid sizes" % name)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Version, dispatch, threading
+# ---------------------------------------------------------------------------------------------------------
+
+
+def version():
+    """The library's version string, "MAJOR.MINOR.PATCH"."""
+    return _lib().winattn_version().decode("ascii")
+
+
+def active_isa():
+    """The kernels in use: "avx512_bf16", "avx512", "avx2" or "scalar" (after any set_max_isa cap)."""
+    return _lib().winattn_active_isa().decode("ascii")
+
+
+def set_max_isa(name):
+    """Caps the kernel dispatch at name ("avx512_bf16", "avx512", "avx2", "scalar", or "native" for no cap).
+
+    Raises WinattnError (invalid argument) for an unknown name.
+    """
+    if not isinstance(name, str):
+        raise ValueError("name: expected a string, got %r" % (name,))
+    _check(_lib().winattn_set_max_isa(name.encode("utf-8")))
+
+
+def set_num_threads(n):
+    """Sets the number of OpenMP threads the library uses (0 = OpenMP default). Negative: WinattnError."""
+    n = _int(n, "n")
+    if not -(1 << 31) <= n < (1 << 31):
+        raise ValueError("n: %d does not fit in a C int" % n)
+    _check(_lib().winattn_set_num_threads(n))
+
+
+def get_num_threads():
+    """The value last given to set_num_threads (0 = OpenMP default)."""
+    return int(_lib().winattn_get_num_threads())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Relative position bias and masks
+# ---------------------------------------------------------------------------------------------------------
+
+
+def relative_position_index(window):
+    """The relative position index of a window of 1 to 3 dimensions.
+
+    Args:
+        window: a tuple of 1 (T), 2 (Wh, Ww) or 3 (Wd, Wh, Ww) ints (a plain int means 1D).
+    Returns:
+        int64 array [N][N], N = prod(window); entry [i][j] is the row of the bias table, with the layout of
+        torchvision's / Video Swin's relative_position_index.
+    """
+    win = _ints(window, "window", (1, 2, 3))
+    n = _prod(win)
+    ok = all(w >= 1 for w in win) and n * n <= _INT64_MAX
+    out = np.empty((n, n), dtype=np.int64) if ok else np.zeros(1, dtype=np.int64)
+    w_arr = np.array(win, dtype=np.int64)
+    _check(_lib().winattn_relative_position_index(len(win), _ip(w_arr), _ip(out)))
+    _shape_only_on_success(ok, "window")
+    return out
+
+
+def _square_index(index, name="index"):
+    """index as an int64 [n][n] array; a flat [n*n] array (torchvision's buffer) is reshaped."""
+    idx = _i64(index, name)
+    if idx.ndim == 1:
+        n = int(round(idx.size ** 0.5))
+        if n * n != idx.size:
+            raise ValueError("%s: a flat index needs a square number of entries, got %d" % (name, idx.size))
+        idx = idx.reshape(n, n)
+    if idx.ndim != 2 or idx.shape[0] != idx.shape[1]:
+        raise ValueError("%s: expected shape [n][n] (or [n*n]), got %s" % (name, tuple(idx.shape)))
+    return idx
+
+
+def relative_position_bias(table, index):
+    """The bias-table lookup: bias[h][i][j] = table[index[i][j]][h].
+
+    Args:
+        table: [table_rows][num_heads] float32 (PyTorch's relative_position_bias_table layout).
+        index: [n][n] int64 (or a flat [n*n]), every entry in [0, table_rows) (checked by the library).
+    Returns:
+        float32 array [num_heads][n][n].
+    """
+    tab = _f32(table, "table")
+    if tab.ndim != 2:
+        raise ValueError("table: expected shape [table_rows][num_heads], got %s" % (tuple(tab.shape),))
+    idx = _square_index(index)
+    rows, heads = tab.shape
+    n = idx.shape[0]
+    out, ok = _output((heads, n, n))
+    _check(_lib().winattn_relative_position_bias(_fp(tab), rows, heads, _ip(idx), n, _fp(out)))
+    _shape_only_on_success(ok and out.size == heads * n * n, "table")
+    return out
+
+
+def relative_position_bias_backward(grad_bias, index, table_rows):
+    """The gradient of relative_position_bias with respect to the table.
+
+    Args:
+        grad_bias: [num_heads][n][n] float32.
+        index: [n][n] int64 (or a flat [n*n]), entries in [0, table_rows).
+        table_rows: number of rows of the table.
+    Returns:
+        float32 array [table_rows][num_heads]: grad[index[i][j]][h] = sum of grad_bias[h][i][j].
+    """
+    g = _f32(grad_bias, "grad_bias")
+    idx = _square_index(index)
+    rows = _int(table_rows, "table_rows")
+    n = idx.shape[0]
+    if g.ndim != 3 or g.shape[1] != n or g.shape[2] != n:
+        raise ValueError("grad_bias: expected shape [num_heads][%d][%d], got %s" % (n, n, tuple(g.shape)))
+    heads = g.shape[0]
+    if rows < 0 or rows * max(heads, 1) > _INT64_MAX:
+        out, ok = np.zeros(1, dtype=np.float32), False
+    else:
+        out, ok = np.zeros((rows, heads), dtype=np.float32), True
+    _check(_lib().winattn_relative_position_bias_backward(_fp(g), rows, heads, _ip(idx), n, _fp(out)))
+    _shape_only_on_success(ok, "table_rows")
+    return out
+
+
+def continuous_position_bias_table(window_h, window_w, w1, b1, w2):
+    """The SwinV2 continuous position bias table, 16 * sigmoid(MLP(coords)), as torchvision builds it.
+
+    Args:
+        window_h, window_w: the window.
+        w1: [hidden][2] (first nn.Linear weight), b1: [hidden] or None, w2: [num_heads][hidden]
+            (second nn.Linear weight, no bias).
+    Returns:
+        float32 array [(2*window_h-1)*(2*window_w-1)][num_heads], rows ordered like
+        relative_position_index((window_h, window_w)) expects.
+    """
+    wh = _int(window_h, "window_h")
+    ww = _int(window_w, "window_w")
+    a1 = _f32(w1, "w1")
+    if a1.ndim != 2 or a1.shape[1] != 2:
+        raise ValueError("w1: expected shape [hidden][2], got %s" % (tuple(a1.shape),))
+    hidden = a1.shape[0]
+    a_b1 = _opt_f32(b1, "b1")
+    if a_b1 is not None:
+        _require_shape(a_b1, (hidden,), "b1")
+    a2 = _f32(w2, "w2")
+    if a2.ndim != 2 or a2.shape[1] != hidden:
+        raise ValueError("w2: expected shape [num_heads][%d], got %s" % (hidden, tuple(a2.shape)))
+    heads = a2.shape[0]
+    out, ok = _output(((2 * wh - 1) * (2 * ww - 1), heads))
+    ok = ok and wh >= 1 and ww >= 1
+    _check(
+        _lib().winattn_continuous_position_bias_table(wh, ww, _fp(a1), _fp(a_b1), _fp(a2), hidden, heads, _fp(out))
+    )
+    _shape_only_on_success(ok, "window_h/window_w")
+    return out
+
+
+def shifted_window_mask(grid, window, shift):
+    """The shifted-window attention mask (0 within a region, -100 across regions).
+
+    Args:
+        grid, window, shift: 3-tuples (depth, height, width); 2D callers pass depth 1, window 1, shift 0.
+            Each grid entry must be a multiple of its window entry, 0 <= shift < window.
+    Returns:
+        float32 array [num_windows][N][N], N = prod(window), num_windows = prod(grid / window), windows
+        numbered row-major.
+    """
+    g = _ints(grid, "grid", (3,))
+    w = _ints(window, "window", (3,))
+    s = _ints(shift, "shift", (3,))
+    ok = all(x >= 1 for x in g + w)
+    if ok:
+        nw = _prod(gi // wi for gi, wi in zip(g, w))
+        n = _prod(w)
+        out, ok = _output((nw, n, n))
+    else:
+        out = np.zeros(1, dtype=np.float32)
+    ga, wa, sa = (np.array(v, dtype=np.int64) for v in (g, w, s))
+    _check(_lib().winattn_shifted_window_mask(_ip(ga), _ip(wa), _ip(sa), _fp(out)))
+    _shape_only_on_success(ok, "grid")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Fused window attention
+# ---------------------------------------------------------------------------------------------------------
+
+
+def window_attention(q, k, v, scale, bias=None, mask=None):
+    """Fused windowed softmax attention.
+
+    out[w][h] = softmax(scale * q[w][h] @ k[w][h]^T + bias[h] + mask[w % nW]) @ v[w][h]
+
+    Args:
+        q, k, v: [num_windows][num_heads][n][head_dim] float32, all the same shape.
+        scale: the logit scale (a float, e.g. head_dim ** -0.5).
+        bias: [num_heads][n][n] (or [1][num_heads][n][n]) or None.
+        mask: [nW][n][n] or None; window w uses mask w % nW (Swin numbers the windows image-major).
+    Returns:
+        float32 array [num_windows][num_heads][n][head_dim].
+    """
+    aq = _f32(q, "q")
+    if aq.ndim != 4:
+        raise ValueError("q: expected shape [num_windows][num_heads][n][head_dim], got %s" % (tuple(aq.shape),))
+    ak = _f32(k, "k")
+    _require_shape(ak, aq.shape, "k")
+    av = _f32(v, "v")
+    _require_shape(av, aq.shape, "v")
+    nwin, heads, n, d = aq.shape
+    ab = _opt_f32(bias, "bias")
+    if ab is not None:
+        if ab.ndim == 4 and ab.shape[0] == 1:
+            ab = ab.reshape(ab.shape[1:])
+        _require_shape(ab, (heads, n, n), "bias")
+    am = _opt_f32(mask, "mask")
+    mask_windows = 0
+    if am is not None:
+        if am.ndim != 3 or am.shape[1:] != (n, n):
+            raise ValueError("mask: expected shape [nW][%d][%d], got %s" % (n, n, tuple(am.shape)))
+        mask_windows = am.shape[0]
+    try:
+        scale = float(scale)
+    except (TypeError, ValueError):
+        raise ValueError("scale: expected a float, got %r" % (scale,)) from None
+    out = np.empty(aq.shape, dtype=np.float32)
+    _check(
+        _lib().winattn_window_attention(
+            nwin, heads, n, d, _fp(aq), _fp(ak), _fp(av), scale, _fp(ab), _fp(am), mask_windows, _fp(out)
+        )
+    )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The shifted-window attention layer
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _window_shift(window, shift):
+    """window and shift as 3-tuples (a 2D window (Wh, Ww) becomes (1, Wh, Ww), its shift (0, sh, sw))."""
+    win = _ints(window, "window", (2, 3))
+    sh = _ints(shift, "shift", (len(win),))
+    if len(win) == 2:
+        win = (1,) + win
+        sh = (0,) + sh
+    return win, sh
+
+
+def _check_weights(channels, num_heads, qkv_weight, proj_weight, qkv_bias, proj_bias, logit_scale):
+    """Converts and shape-checks the projection weights; returns them as float32 arrays (or None)."""
+    c = channels
+    qw = _f32(qkv_weight, "qkv_weight")
+    _require_shape(qw, (3 * c, c), "qkv_weight")
+    pw = _f32(proj_weight, "proj_weight")
+    _require_shape(pw, (c, c), "proj_weight")
+    qb = _opt_f32(qkv_bias, "qkv_bias")
+    if qb is not None:
+        _require_shape(qb, (3 * c,), "qkv_bias")
+    pb = _opt_f32(proj_bias, "proj_bias")
+    if pb is not None:
+        _require_shape(pb, (c,), "proj_bias")
+    ls = _opt_f32(logit_scale, "logit_scale")
+    if ls is not None:
+        # torchvision keeps logit_scale as [num_heads][1][1]; any shape with num_heads entries is taken.
+        if ls.size != num_heads:
+            raise ValueError("logit_scale: expected %d entries (one per head), got shape %s" % (num_heads, ls.shape))
+        ls = ls.reshape(num_heads)
+    return qw, pw, qb, pb, ls
+
+
+def _split_input(x, name="input"):
+    """(batch, (depth, height, width), channels) of a [B][H][W][C] or [B][D][H][W][C] array."""
+    if x.ndim == 4:
+        b, h, w, c = x.shape
+        return b, (1, h, w), c
+    if x.ndim == 5:
+        b, d, h, w, c = x.shape
+        return b, (d, h, w), c
+    raise ValueError("%s: expected shape [B][H][W][C] or [B][D][H][W][C], got %s" % (name, tuple(x.shape)))
+
+
+def shifted_window_attention(
+    input,
+    qkv_weight,
+    proj_weight,
+    num_heads,
+    window,
+    shift,
+    qkv_bias=None,
+    proj_bias=None,
+    relative_position_bias=None,
+    logit_scale=None,
+):
+    """Stateless shifted-window attention, torchvision.models.swin_transformer.shifted_window_attention in eval
+    mode (and its 3D Video Swin generalisation).
+
+    Args:
+        input: [B][H][W][C] with 2-tuple window/shift, or [B][D][H][W][C] with 3-tuple window/shift.
+        qkv_weight: [3C][C] (nn.Linear layout), proj_weight: [C][C].
+        num_heads: number of heads (C % num_heads == 0).
+        window, shift: 2- or 3-tuples, 0 <= shift < window.
+        qkv_bias: [3C] or None; proj_bias: [C] or None.
+        relative_position_bias: the looked-up bias [num_heads][N][N] (or torchvision's [1][num_heads][N][N]),
+            N = prod(window), or None.
+        logit_scale: None for v1 (q scaled by head_dim^-0.5); for SwinV2 cosine attention the per-head
+            logit scale (num_heads entries, e.g. torchvision's [num_heads][1][1]), clamped at ln(100).
+    Returns:
+        float32 array with the shape of input.
+    """
+    x = _f32(input, "input")
+    batch, grid, channels = _split_input(x)
+    win = _ints(window, "window", (2, 3))
+    if len(win) + 2 != x.ndim:
+        raise ValueError(
+            "window: a %dD input ([B]%s[C]) needs %d window entries, got %r"
+            % (x.ndim - 2, "[D][H][W]" if x.ndim == 5 else "[H][W]", x.ndim - 2, window)
+        )
+    win, sh = _window_shift(win, shift)
+    heads = _int(num_heads, "num_heads")
+    qw, pw, qb, pb, ls = _check_weights(channels, heads, qkv_weight, proj_weight, qkv_bias, proj_bias, logit_scale)
+    rpb = _opt_f32(relative_position_bias, "relative_position_bias")
+    if rpb is not None:
+        n = _prod(win)
+        if rpb.ndim == 4 and rpb.shape[0] == 1:
+            rpb = rpb.reshape(rpb.shape[1:])
+        if heads >= 1 and n >= 1:
+            _require_shape(rpb, (heads, n, n), "relative_position_bias")
+    args = _WindowAttentionArgs()
+    args.batch = batch
+    args.grid[:] = grid
+    args.channels = channels
+    args.num_heads = heads
+    args.window[:] = win
+    args.shift[:] = sh
+    args.qkv_weight = _fp(qw)
+    args.qkv_bias = _fp(qb)
+    args.proj_weight = _fp(pw)
+    args.proj_bias = _fp(pb)
+    args.relative_position_bias = _fp(rpb)
+    args.logit_scale = _fp(ls)
+    args.flags = 0
+    out = np.empty(x.shape, dtype=np.float32)
+    _check(_lib().winattn_shifted_window_attention(ctypes.byref(args), _fp(x), _fp(out)))
+    return out
+
+
+_DTYPES = {"float32": DTYPE_F32, "f32": DTYPE_F32, "bfloat16": DTYPE_BF16, "bf16": DTYPE_BF16}
+
+
+class Layer:
+    """A prepacked shifted-window attention layer (winattn_layer), for repeated forwards.
+
+    The C library copies every array during construction, so the numpy arrays given here may be changed or
+    freed afterwards. forward may be called from several threads at once. close() (or leaving a ``with``
+    block, or garbage collection) frees the C layer exactly once.
+
+    Args:
+        channels: C. num_heads: heads (C % num_heads == 0).
+        window, shift: 2-tuples (Swin, a 2D layer) or 3-tuples (Video Swin), 0 <= shift < window.
+        qkv_weight: [3C][C]; proj_weight: [C][C]; qkv_bias: [3C] or None; proj_bias: [C] or None.
+        relative_position_bias_table: v1 bias table [prod(2*window-1)][num_heads] (torchvision's
+            relative_position_bias_table), or None.
+        logit_scale: v2 (SwinV2 cosine attention): num_heads entries (torchvision's [num_heads][1][1] works).
+        cpb_weight1, cpb_bias1, cpb_weight2: v2 continuous position bias MLP, torchvision's cpb_mlp[0].weight
+            [hidden][2], cpb_mlp[0].bias [hidden], cpb_mlp[2].weight [num_heads][hidden]; all None for none.
+        compute_dtype: "float32" (default) or "bfloat16" (the library may answer UNSUPPORTED).
+    """
+
+    def __init__(
+        self,
+        channels,
+        num_heads,
+        window,
+        shift,
+        qkv_weight,
+        proj_weight,
+        qkv_bias=None,
+        proj_bias=None,
+        relative_position_bias_table=None,
+        logit_scale=None,
+        cpb_weight1=None,
+        cpb_bias1=None,
+        cpb_weight2=None,
+        *,
+        compute_dtype="float32",
+    ):
+        """Validates the shapes and creates the C layer (see the class docstring for the arguments)."""
+        self._handle = None
+        self._lock = threading.Lock()
+        c = _int(channels, "channels")
+        heads = _int(num_heads, "num_heads")
+        win, sh = _window_shift(window, shift)
+        qw, pw, qb, pb, ls = _check_weights(c, heads, qkv_weight, proj_weight, qkv_bias, proj_bias, logit_scale)
+        table = _opt_f32(relative_position_bias_table, "relative_position_bias_table")
+        if table is not None:
+            rows = _prod(2 * w - 1 for w in win)
+            if heads >= 1 and all(w >= 1 for w in win):
+                _require_shape(table, (rows, heads), "relative_position_bias_table")
+        cw1 = _opt_f32(cpb_weight1, "cpb_weight1")
+        cb1 = _opt_f32(cpb_bias1, "cpb_bias1")
+        cw2 = _opt_f32(cpb_weight2, "cpb_weight2")
+        hidden = 0
+        if cw1 is not None:
+            if cw1.ndim != 2 or cw1.shape[1] != 2:
+                raise ValueError("cpb_weight1: expected shape [hidden][2], got %s" % (tuple(cw1.shape),))
+            hidden = cw1.shape[0]
+            if cb1 is not None:
+                _require_shape(cb1, (hidden,), "cpb_bias1")
+            if cw2 is not None:
+                _require_shape(cw2, (heads, hidden), "cpb_weight2")
+        if compute_dtype not in _DTYPES:
+            raise ValueError("compute_dtype: expected one of %s, got %r" % (sorted(_DTYPES), compute_dtype))
+
+        desc = _LayerDesc()
+        desc.channels = c
+        desc.num_heads = heads
+        desc.window[:] = win
+        desc.shift[:] = sh
+        desc.qkv_weight = _fp(qw)
+        desc.qkv_bias = _fp(qb)
+        desc.proj_weight = _fp(pw)
+        desc.proj_bias = _fp(pb)
+        desc.relative_position_bias_table = _fp(table)
+        desc.logit_scale = _fp(ls)
+        desc.cpb_weight1 = _fp(cw1)
+        desc.cpb_bias1 = _fp(cb1)
+        desc.cpb_weight2 = _fp(cw2)
+        desc.cpb_hidden = hidden
+        desc.compute_dtype = _DTYPES[compute_dtype]
+        desc.flags = 0
+        handle = ctypes.c_void_p()
+        lib = _lib()
+        # The converted arrays above stay referenced (locals) until create returns; the library copies them.
+        _check(lib.winattn_layer_create(ctypes.byref(desc), ctypes.byref(handle)))
+        self._lib = lib
+        self._handle = handle.value
+        self.channels = c
+        self.num_heads = heads
+        self.window = win
+        self.shift = sh
+        self.is_v2 = ls is not None
+
+    def forward(self, input):
+        """Runs the layer on input ([B][H][W][C], depth 1, or [B][D][H][W][C]); returns a new float32 array
+        of the same shape."""
+        handle = self._handle
+        if handle is None:
+            raise ValueError("layer: the layer is closed")
+        x = _f32(input, "input")
+        batch, grid, channels = _split_input(x)
+        if channels != self.channels:
+            raise ValueError("input: expected %d channels (last axis), got %d" % (self.channels, channels))
+        g = np.array(grid, dtype=np.int64)
+        out = np.empty(x.shape, dtype=np.float32)
+        _check(self._lib.winattn_layer_forward(handle, _fp(x), batch, _ip(g), _fp(out)))
+        return out
+
+    __call__ = forward
+
+    def close(self):
+        """Frees the C layer (winattn_layer_destroy), once; later calls do nothing, later forwards raise."""
+        with self._lock:
+            handle, self._handle = self._handle, None
+        if handle is not None:
+            self._lib.winattn_layer_destroy(handle)
+
+    @property
+    def closed(self):
+        """Whether close() has run."""
+        return self._handle is None
+
+    def __enter__(self):
+        """Context manager entry: returns the layer itself."""
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        """Context manager exit: closes the layer."""
+        self.close()
+        return False
+
+    def __del__(self):
+        """Closes the layer when it is garbage-collected."""
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self):
+        """A short description: channels, heads, window, shift, v1/v2, closed."""
+        return "winattn.Layer(channels=%d, num_heads=%d, window=%s, shift=%s, %s%s)" % (
+            self.channels if hasattr(self, "channels") else -1,
+            self.num_heads if hasattr(self, "num_heads") else -1,
+            getattr(self, "window", None),
+            getattr(self, "shift", None),
+            "v2" if getattr(self, "is_v2", False) else "v1",
+            ", closed" if self.closed else "",
+        )
