@@ -1,0 +1,429 @@
+// The extern "C" boundary: argument checks, one try/catch per entry point, status mapping. Knows nothing of
+// kernels; everything it validates is checked before anything is written.
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <unordered_set>
+#include <vector>
+
+#include "attention/attention.h"
+#include "common/error.h"
+#include "cpu/dispatch.h"
+#include "cpu/threading.h"
+#include "layer/layer.h"
+#include "mask/shifted_window_mask.h"
+#include "position_bias/position_bias.h"
+#include "winattn/winattn.h"
+
+using namespace winattn;
+
+struct winattn_layer {
+  std::unique_ptr<WindowAttentionLayer> impl;
+};
+
+namespace {
+
+template <class Body>
+winattn_status guarded(Body &&body) noexcept {
+  try {
+    body();
+    return WINATTN_STATUS_OK;
+  } catch (const Error &e) {
+    set_last_error(e.message().c_str());
+    return e.status();
+  } catch (const std::bad_alloc &) {
+    set_last_error("out of memory");
+    return WINATTN_STATUS_OUT_OF_MEMORY;
+  } catch (const std::exception &e) {
+    set_last_error(e.what());
+    return WINATTN_STATUS_INTERNAL_ERROR;
+  } catch (...) {
+    set_last_error("unknown internal error");
+    return WINATTN_STATUS_INTERNAL_ERROR;
+  }
+}
+
+// Live layer handles, so a destroyed or foreign handle is reported instead of dereferenced (as far as an
+// address that was not reused can tell).
+std::mutex g_layers_mutex;
+std::unordered_set<const winattn_layer *> &live_layers() {
+  static auto *layers = new std::unordered_set<const winattn_layer *>();  // never destroyed: usable at exit
+  return *layers;
+}
+
+void require_live_layer(const winattn_layer *layer) {
+  require_not_null(layer, "layer");
+  std::lock_guard<std::mutex> lock(g_layers_mutex);
+  if (live_layers().count(layer) == 0) {
+    invalid_argument("layer %p is not a live layer (destroyed, or not made by winattn_layer_create)",
+                     static_cast<const void *>(layer));
+  }
+}
+
+size_t float_bytes(int64_t count) {
+  return static_cast<size_t>(count) * sizeof(float);
+}
+
+void require_no_overlap(const void *out, int64_t out_floats, const void *in, int64_t in_floats,
+                        const char *out_name, const char *in_name) {
+  if (in != nullptr && overlaps(out, float_bytes(out_floats), in, float_bytes(in_floats))) {
+    invalid_argument("%s must not overlap %s", out_name, in_name);
+  }
+}
+
+// The layer's geometry, shared by the stateless function and layer_create. Returns N.
+int64_t validate_layer_geometry(int64_t channels, int64_t num_heads, const int64_t *window,
+                                const int64_t *shift) {
+  require_positive(channels, "channels");
+  require_positive(num_heads, "num_heads");
+  if (channels % num_heads != 0) {
+    invalid_argument("channels (%lld) must be divisible by num_heads (%lld)",
+                     static_cast<long long>(channels), static_cast<long long>(num_heads));
+  }
+  checked_elements(checked_mul(3 * 1, checked_mul(channels, channels, "qkv_weight size"), "qkv_weight size"),
+                   "qkv_weight size");
+  int64_t n = 1;
+  for (int d = 0; d < 3; ++d) {
+    if (window[d] < 1)
+      invalid_argument("window[%d] must be >= 1, got %lld", d, static_cast<long long>(window[d]));
+    if (shift[d] < 0 || shift[d] >= window[d]) {
+      invalid_argument("shift[%d] = %lld is outside [0, window[%d] = %lld)", d,
+                       static_cast<long long>(shift[d]), d, static_cast<long long>(window[d]));
+    }
+    n = checked_mul(n, window[d], "window token count");
+  }
+  checked_elements(checked_mul(num_heads, checked_mul(n, n, "N*N"), "num_heads*N*N"),
+                   "relative position bias");
+  return n;
+}
+
+// Validates batch and grid against the window; returns the element count of the feature map.
+int64_t validate_feature_map(int64_t batch, const int64_t *grid, int64_t channels, const int64_t *window) {
+  require_positive(batch, "batch");
+  int64_t elements = batch;
+  int64_t padded_tokens = batch;
+  for (int d = 0; d < 3; ++d) {
+    if (grid[d] <= 0)
+      invalid_argument("grid[%d] must be positive, got %lld", d, static_cast<long long>(grid[d]));
+    if (grid[d] > INT64_MAX - window[d]) invalid_argument("grid[%d] is too large", d);
+    elements = checked_mul(elements, grid[d], "feature map size");
+    padded_tokens =
+        checked_mul(padded_tokens, (grid[d] + window[d] - 1) / window[d] * window[d], "padded size");
+  }
+  checked_elements(checked_mul(padded_tokens, checked_mul(4, channels, "channels"), "workspace"),
+                   "workspace");
+  return checked_elements(checked_mul(elements, channels, "feature map size"), "feature map size");
+}
+
+void validate_finite_logit_scale(const float *logit_scale, int64_t num_heads) {
+  for (int64_t h = 0; h < num_heads; ++h) {
+    if (std::isnan(logit_scale[h])) {
+      invalid_argument("logit_scale[%lld] is NaN", static_cast<long long>(h));
+    }
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+const char *winattn_status_string(winattn_status status) {
+  switch (status) {
+    case WINATTN_STATUS_OK:
+      return "ok";
+    case WINATTN_STATUS_INVALID_ARGUMENT:
+      return "invalid argument";
+    case WINATTN_STATUS_UNSUPPORTED:
+      return "unsupported";
+    case WINATTN_STATUS_OUT_OF_MEMORY:
+      return "out of memory";
+    case WINATTN_STATUS_INTERNAL_ERROR:
+      return "internal error";
+  }
+  return "unknown status";
+}
+
+const char *winattn_last_error_message(void) {
+  return last_error();
+}
+
+const char *winattn_version(void) {
+  return WINATTN_VERSION_STRING;
+}
+
+const char *winattn_active_isa(void) {
+  return isa_name(active_isa());
+}
+
+winattn_status winattn_set_max_isa(const char *isa) {
+  return guarded([&] {
+    require_not_null(isa, "isa");
+    Isa cap;
+    if (!parse_isa(isa, &cap)) {
+      invalid_argument("isa \"%.64s\" is not one of avx512_bf16, avx512, avx2, scalar, native", isa);
+    }
+    set_max_isa(cap);
+  });
+}
+
+winattn_status winattn_set_num_threads(int num_threads) {
+  return guarded([&] {
+    if (num_threads < 0)
+      invalid_argument("num_threads must be >= 0 (0 = OpenMP default), got %d", num_threads);
+    set_num_threads(num_threads);
+  });
+}
+
+int winattn_get_num_threads(void) {
+  return requested_num_threads();
+}
+
+winattn_status winattn_relative_position_index(int ndim, const int64_t *window, int64_t *index) {
+  return guarded([&] {
+    window_tokens(ndim, window);
+    require_not_null(index, "index");
+    relative_position_index(ndim, window, index);
+  });
+}
+
+winattn_status winattn_relative_position_bias(const float *table, int64_t table_rows, int64_t num_heads,
+                                              const int64_t *index, int64_t n, float *bias) {
+  return guarded([&] {
+    require_not_null(table, "table");
+    require_not_null(index, "index");
+    require_not_null(bias, "bias");
+    require_positive(table_rows, "table_rows");
+    require_positive(num_heads, "num_heads");
+    require_positive(n, "n");
+    const int64_t pairs = checked_elements(checked_mul(n, n, "n*n"), "index size");
+    const int64_t bias_size = checked_elements(checked_mul(num_heads, pairs, "num_heads*n*n"), "bias size");
+    const int64_t table_size =
+        checked_elements(checked_mul(table_rows, num_heads, "table size"), "table size");
+    validate_index(index, pairs, table_rows);
+    require_no_overlap(bias, bias_size, table, table_size, "bias", "table");
+    relative_position_bias(table, table_rows, num_heads, index, n, bias);
+  });
+}
+
+winattn_status winattn_relative_position_bias_backward(const float *grad_bias, int64_t table_rows,
+                                                       int64_t num_heads, const int64_t *index, int64_t n,
+                                                       float *grad_table) {
+  return guarded([&] {
+    require_not_null(grad_bias, "grad_bias");
+    require_not_null(index, "index");
+    require_not_null(grad_table, "grad_table");
+    require_positive(table_rows, "table_rows");
+    require_positive(num_heads, "num_heads");
+    require_positive(n, "n");
+    const int64_t pairs = checked_elements(checked_mul(n, n, "n*n"), "index size");
+    const int64_t bias_size =
+        checked_elements(checked_mul(num_heads, pairs, "num_heads*n*n"), "grad_bias size");
+    const int64_t table_size =
+        checked_elements(checked_mul(table_rows, num_heads, "table size"), "table size");
+    validate_index(index, pairs, table_rows);
+    require_no_overlap(grad_table, table_size, grad_bias, bias_size, "grad_table", "grad_bias");
+    relative_position_bias_backward(grad_bias, table_rows, num_heads, index, n, grad_table);
+  });
+}
+
+winattn_status winattn_continuous_position_bias_table(int64_t window_h, int64_t window_w, const float *w1,
+                                                      const float *b1, const float *w2, int64_t hidden,
+                                                      int64_t num_heads, float *table) {
+  return guarded([&] {
+    require_positive(window_h, "window_h");
+    require_positive(window_w, "window_w");
+    require_positive(hidden, "hidden");
+    require_positive(num_heads, "num_heads");
+    require_not_null(w1, "w1");
+    require_not_null(w2, "w2");
+    require_not_null(table, "table");
+    if (window_h > (INT64_MAX / 4) || window_w > (INT64_MAX / 4)) invalid_argument("window is too large");
+    const int64_t rows = checked_mul(2 * window_h - 1, 2 * window_w - 1, "table rows");
+    checked_elements(checked_mul(rows, num_heads, "table size"), "table size");
+    checked_elements(checked_mul(hidden, 2, "w1 size"), "w1 size");
+    checked_elements(checked_mul(hidden, num_heads, "w2 size"), "w2 size");
+    continuous_position_bias_table(window_h, window_w, w1, b1, w2, hidden, num_heads, table);
+  });
+}
+
+winattn_status winattn_shifted_window_mask(const int64_t *grid, const int64_t *window, const int64_t *shift,
+                                           float *mask) {
+  return guarded([&] {
+    int64_t n = 0;
+    validate_mask_geometry(grid, window, shift, &n);
+    require_not_null(mask, "mask");
+    shifted_window_mask(grid, window, shift, mask);
+  });
+}
+
+winattn_status winattn_window_attention(int64_t num_windows, int64_t num_heads, int64_t n, int64_t head_dim,
+                                        const float *q, const float *k, const float *v, float scale,
+                                        const float *bias, const float *mask, int64_t mask_windows,
+                                        float *out) {
+  return guarded([&] {
+    require_positive(num_windows, "num_windows");
+    require_positive(num_heads, "num_heads");
+    require_positive(n, "n");
+    require_positive(head_dim, "head_dim");
+    require_not_null(q, "q");
+    require_not_null(k, "k");
+    require_not_null(v, "v");
+    require_not_null(out, "out");
+    if (mask != nullptr) require_positive(mask_windows, "mask_windows (with a mask)");
+    const int64_t pairs = checked_elements(checked_mul(n, n, "n*n"), "n*n");
+    const int64_t size = checked_elements(
+        checked_mul(checked_mul(num_windows, num_heads, "num_windows*num_heads"),
+                    checked_mul(n, head_dim, "n*head_dim"), "num_windows*num_heads*n*head_dim"),
+        "q/k/v size");
+    checked_elements(checked_mul(num_heads, pairs, "num_heads*n*n"), "bias size");
+    if (mask != nullptr) checked_elements(checked_mul(mask_windows, pairs, "mask_windows*n*n"), "mask size");
+    require_no_overlap(out, size, q, size, "out", "q");
+    require_no_overlap(out, size, k, size, "out", "k");
+    require_no_overlap(out, size, v, size, "out", "v");
+    window_attention(num_windows, num_heads, n, head_dim, q, k, v, scale, bias, mask, mask_windows, out);
+  });
+}
+
+winattn_status winattn_shifted_window_attention(const winattn_window_attention_args *args, const float *input,
+                                                float *output) {
+  return guarded([&] {
+    require_not_null(args, "args");
+    require_not_null(input, "input");
+    require_not_null(output, "output");
+    require_not_null(args->qkv_weight, "args->qkv_weight");
+    require_not_null(args->proj_weight, "args->proj_weight");
+    if (args->flags != 0) invalid_argument("args->flags must be 0, got 0x%x", args->flags);
+    validate_layer_geometry(args->channels, args->num_heads, args->window, args->shift);
+    const int64_t elements = validate_feature_map(args->batch, args->grid, args->channels, args->window);
+    require_no_overlap(output, elements, input, elements, "output", "input");
+    if (args->logit_scale != nullptr) validate_finite_logit_scale(args->logit_scale, args->num_heads);
+    LayerSpec spec;
+    spec.channels = args->channels;
+    spec.num_heads = args->num_heads;
+    for (int d = 0; d < 3; ++d) {
+      spec.window[d] = args->window[d];
+      spec.shift[d] = args->shift[d];
+    }
+    spec.qkv_weight = args->qkv_weight;
+    spec.qkv_bias = args->qkv_bias;
+    spec.proj_weight = args->proj_weight;
+    spec.proj_bias = args->proj_bias;
+    spec.bias = args->relative_position_bias;
+    spec.logit_scale = args->logit_scale;
+    const WindowAttentionLayer layer(spec);
+    layer.forward(input, args->batch, args->grid, output);
+  });
+}
+
+winattn_status winattn_layer_create(const winattn_layer_desc *desc, winattn_layer **layer) {
+  return guarded([&] {
+    require_not_null(desc, "desc");
+    require_not_null(layer, "layer");
+    require_not_null(desc->qkv_weight, "desc->qkv_weight");
+    require_not_null(desc->proj_weight, "desc->proj_weight");
+    if (desc->flags != 0) invalid_argument("desc->flags must be 0, got 0x%x", desc->flags);
+    if (desc->compute_dtype != WINATTN_DTYPE_F32 && desc->compute_dtype != WINATTN_DTYPE_BF16) {
+      invalid_argument("desc->compute_dtype %d is not a winattn_dtype",
+                       static_cast<int>(desc->compute_dtype));
+    }
+    if (desc->compute_dtype == WINATTN_DTYPE_BF16) {
+      unsupported("desc->compute_dtype WINATTN_DTYPE_BF16 is not implemented in this version; use F32");
+    }
+    const int64_t n = validate_layer_geometry(desc->channels, desc->num_heads, desc->window, desc->shift);
+    const bool v2 = desc->logit_scale != nullptr;
+    const bool has_cpb =
+        desc->cpb_weight1 != nullptr || desc->cpb_weight2 != nullptr || desc->cpb_bias1 != nullptr;
+    std::vector<float> bias;
+    if (!v2) {
+      if (has_cpb || desc->cpb_hidden != 0) {
+        invalid_argument(
+            "desc->cpb_* is set but desc->logit_scale is NULL: the continuous position bias is SwinV2's");
+      }
+      if (desc->relative_position_bias_table != nullptr) {
+        int64_t rows = 1;
+        for (int d = 0; d < 3; ++d) rows *= 2 * desc->window[d] - 1;
+        std::vector<int64_t> index(static_cast<size_t>(n * n));
+        relative_position_index(3, desc->window, index.data());
+        bias.resize(static_cast<size_t>(desc->num_heads * n * n));
+        relative_position_bias(desc->relative_position_bias_table, rows, desc->num_heads, index.data(), n,
+                               bias.data());
+      }
+    } else {
+      validate_finite_logit_scale(desc->logit_scale, desc->num_heads);
+      if (desc->relative_position_bias_table != nullptr) {
+        invalid_argument("desc->relative_position_bias_table must be NULL for SwinV2 (logit_scale set)");
+      }
+      if (has_cpb) {
+        require_not_null(desc->cpb_weight1, "desc->cpb_weight1");
+        require_not_null(desc->cpb_weight2, "desc->cpb_weight2");
+        require_positive(desc->cpb_hidden, "desc->cpb_hidden");
+        checked_elements(checked_mul(desc->cpb_hidden, desc->num_heads, "cpb_weight2 size"),
+                         "cpb_weight2 size");
+        if (desc->window[0] != 1) {
+          invalid_argument(
+              "the continuous position bias needs 2D windows (window[0] == 1), got window[0] = %lld",
+              static_cast<long long>(desc->window[0]));
+        }
+        const int64_t wh = desc->window[1], ww = desc->window[2];
+        const int64_t rows = (2 * wh - 1) * (2 * ww - 1);
+        std::vector<float> table(static_cast<size_t>(rows * desc->num_heads));
+        continuous_position_bias_table(wh, ww, desc->cpb_weight1, desc->cpb_bias1, desc->cpb_weight2,
+                                       desc->cpb_hidden, desc->num_heads, table.data());
+        std::vector<int64_t> index(static_cast<size_t>(n * n));
+        relative_position_index(2, desc->window + 1, index.data());
+        bias.resize(static_cast<size_t>(desc->num_heads * n * n));
+        relative_position_bias(table.data(), rows, desc->num_heads, index.data(), n, bias.data());
+      } else if (desc->cpb_hidden != 0) {
+        invalid_argument("desc->cpb_hidden is %lld but the cpb weights are NULL",
+                         static_cast<long long>(desc->cpb_hidden));
+      }
+    }
+    LayerSpec spec;
+    spec.channels = desc->channels;
+    spec.num_heads = desc->num_heads;
+    for (int d = 0; d < 3; ++d) {
+      spec.window[d] = desc->window[d];
+      spec.shift[d] = desc->shift[d];
+    }
+    spec.qkv_weight = desc->qkv_weight;
+    spec.qkv_bias = desc->qkv_bias;
+    spec.proj_weight = desc->proj_weight;
+    spec.proj_bias = desc->proj_bias;
+    spec.bias = bias.empty() ? nullptr : bias.data();
+    spec.logit_scale = desc->logit_scale;
+    auto handle = std::make_unique<winattn_layer>();
+    handle->impl = std::make_unique<WindowAttentionLayer>(spec);
+    {
+      std::lock_guard<std::mutex> lock(g_layers_mutex);
+      live_layers().insert(handle.get());
+    }
+    *layer = handle.release();
+  });
+}
+
+winattn_status winattn_layer_forward(const winattn_layer *layer, const float *input, int64_t batch,
+                                     const int64_t *grid, float *output) {
+  return guarded([&] {
+    require_live_layer(layer);
+    require_not_null(input, "input");
+    require_not_null(grid, "grid");
+    require_not_null(output, "output");
+    const WindowAttentionLayer &impl = *layer->impl;
+    const int64_t elements = validate_feature_map(batch, grid, impl.channels(), impl.window());
+    require_no_overlap(output, elements, input, elements, "output", "input");
+    impl.forward(input, batch, grid, output);
+  });
+}
+
+void winattn_layer_destroy(winattn_layer *layer) {
+  if (layer == nullptr) return;
+  {
+    std::lock_guard<std::mutex> lock(g_layers_mutex);
+    if (live_layers().erase(layer) == 0) return;  // not ours or already destroyed: ignore
+  }
+  delete layer;
+}
+
+}  // extern "C"

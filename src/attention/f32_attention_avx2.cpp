@@ -1,0 +1,82 @@
+// AVX2+FMA instantiation of the fused attention kernel (compiled with -mavx2 -mfma).
+#include <immintrin.h>
+
+#include "attention/f32_attention_impl.h"
+
+namespace winattn {
+namespace {
+
+struct Avx2 {
+  using Vec = __m256;
+  using Mask = __m256i;  // all-ones lanes are active
+  static constexpr int kWidth = 8;
+  static constexpr int kRows = 4;  // 16 registers: 4 x 3 accumulators + 3 K vectors + 1 broadcast
+  static constexpr int kColVecs = 3;
+  static constexpr int kOutVecs = 3;
+
+  static Vec zero() { return _mm256_setzero_ps(); }
+  static Vec set1(float x) { return _mm256_set1_ps(x); }
+  static Vec load(const float *p) { return _mm256_load_ps(p); }
+  static Vec loadu(const float *p) { return _mm256_loadu_ps(p); }
+  static void store(float *p, Vec x) { _mm256_store_ps(p, x); }
+  static void storeu(float *p, Vec x) { _mm256_storeu_ps(p, x); }
+  static Vec broadcast(const float *p) { return _mm256_broadcast_ss(p); }
+  static Vec fmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
+  static Vec mul(Vec a, Vec b) { return _mm256_mul_ps(a, b); }
+  static Vec add(Vec a, Vec b) { return _mm256_add_ps(a, b); }
+  static Vec sub(Vec a, Vec b) { return _mm256_sub_ps(a, b); }
+  static Vec max(Vec a, Vec b) { return _mm256_max_ps(a, b); }
+  static Mask first_lanes(int64_t count) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)),
+                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  static Vec maskz_loadu(Mask m, const float *p) { return _mm256_maskload_ps(p, m); }
+  static void mask_storeu(float *p, Mask m, Vec x) { _mm256_maskstore_ps(p, m, x); }
+  static Vec neg_inf_outside(Mask m, Vec x) {
+    return _mm256_blendv_ps(_mm256_set1_ps(-std::numeric_limits<float>::infinity()), x,
+                            _mm256_castsi256_ps(m));
+  }
+  static float reduce_max(Vec x) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+  }
+  static float reduce_add(Vec x) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+
+  // exp(x) for the x <= 0 of a softmax; see the AVX-512 version. 2^t is built in the exponent field
+  // (t in [-126, 0] after the clamp, so no overflow).
+  static Vec exp(Vec x) {
+    const Vec low = _mm256_set1_ps(-87.0f);
+    const Vec xc = _mm256_max_ps(low, x);  // NaN in x is returned as is
+    const Vec t = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
+                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    Vec r = _mm256_fnmadd_ps(t, _mm256_set1_ps(0.693145751953125f), xc);
+    r = _mm256_fnmadd_ps(t, _mm256_set1_ps(1.428606765330187e-06f), r);
+    Vec p = _mm256_set1_ps(1.0f / 720.0f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    const __m256i exponent =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(t), _mm256_set1_epi32(127)), 23);
+    const Vec result = _mm256_mul_ps(p, _mm256_castsi256_ps(exponent));
+    return _mm256_andnot_ps(_mm256_cmp_ps(x, low, _CMP_LT_OQ), result);
+  }
+};
+
+}  // namespace
+
+void f32_attention_avx2(const AttentionShape &shape, const float *q, const float *k, const float *v,
+                        float scale, const float *bias, const float *mask, float *out, float *workspace) {
+  attention_impl::Kernel<Avx2>::run(shape, q, k, v, scale, bias, mask, out, workspace);
+}
+
+}  // namespace winattn

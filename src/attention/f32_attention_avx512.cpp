@@ -1,0 +1,66 @@
+// AVX-512 instantiation of the fused attention kernel (compiled with -mavx512f/bw/dq/vl).
+#include <immintrin.h>
+
+#include "attention/f32_attention_impl.h"
+
+namespace winattn {
+namespace {
+
+struct Avx512 {
+  using Vec = __m512;
+  using Mask = __mmask16;
+  static constexpr int kWidth = 16;
+  static constexpr int kRows = 6;     // query rows per block
+  static constexpr int kColVecs = 4;  // logits tile: 6 x 4 vectors = 24 accumulators
+  static constexpr int kOutVecs = 4;  // output tile: up to 6 x 4 vectors
+
+  static Vec zero() { return _mm512_setzero_ps(); }
+  static Vec set1(float x) { return _mm512_set1_ps(x); }
+  static Vec load(const float *p) { return _mm512_load_ps(p); }
+  static Vec loadu(const float *p) { return _mm512_loadu_ps(p); }
+  static void store(float *p, Vec x) { _mm512_store_ps(p, x); }
+  static void storeu(float *p, Vec x) { _mm512_storeu_ps(p, x); }
+  static Vec broadcast(const float *p) { return _mm512_set1_ps(*p); }
+  static Vec fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
+  static Vec mul(Vec a, Vec b) { return _mm512_mul_ps(a, b); }
+  static Vec add(Vec a, Vec b) { return _mm512_add_ps(a, b); }
+  static Vec sub(Vec a, Vec b) { return _mm512_sub_ps(a, b); }
+  static Vec max(Vec a, Vec b) { return _mm512_max_ps(a, b); }
+  static Mask first_lanes(int64_t count) { return static_cast<Mask>((1u << count) - 1u); }
+  static Vec maskz_loadu(Mask m, const float *p) { return _mm512_maskz_loadu_ps(m, p); }
+  static void mask_storeu(float *p, Mask m, Vec x) { _mm512_mask_storeu_ps(p, m, x); }
+  static Vec neg_inf_outside(Mask m, Vec x) {
+    return _mm512_mask_mov_ps(_mm512_set1_ps(-std::numeric_limits<float>::infinity()), m, x);
+  }
+  static float reduce_max(Vec x) { return _mm512_reduce_max_ps(x); }
+  static float reduce_add(Vec x) { return _mm512_reduce_add_ps(x); }
+
+  // exp(x) for the x <= 0 of a softmax: Cody-Waite reduction x = t ln2 + r, |r| <= ln2/2, degree-6
+  // polynomial, 2^t by vscalefps. x below -87 (including -inf) gives exactly 0; NaN stays NaN.
+  static Vec exp(Vec x) {
+    const Vec low = _mm512_set1_ps(-87.0f);
+    const Vec xc = _mm512_max_ps(low, x);  // second operand returned for NaN: keeps NaN
+    const Vec t = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
+                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    Vec r = _mm512_fnmadd_ps(t, _mm512_set1_ps(0.693145751953125f), xc);
+    r = _mm512_fnmadd_ps(t, _mm512_set1_ps(1.428606765330187e-06f), r);
+    Vec p = _mm512_set1_ps(1.0f / 720.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    const Vec result = _mm512_scalef_ps(p, t);
+    return _mm512_mask_mov_ps(result, _mm512_cmp_ps_mask(x, low, _CMP_LT_OQ), _mm512_setzero_ps());
+  }
+};
+
+}  // namespace
+
+void f32_attention_avx512(const AttentionShape &shape, const float *q, const float *k, const float *v,
+                          float scale, const float *bias, const float *mask, float *out, float *workspace) {
+  attention_impl::Kernel<Avx512>::run(shape, q, k, v, scale, bias, mask, out, workspace);
+}
+
+}  // namespace winattn

@@ -1,0 +1,239 @@
+// The fused attention kernel, written once over an ISA traits class (f32_attention_avx2.cpp and
+// f32_attention_avx512.cpp instantiate it with their flags). Per (window, head):
+//   1. K^T packed into [head_dim][n_pad] (zero columns past n; rows L2-normalised for cosine attention), and
+//      V packed to [n][d_pad] only when head_dim is not a multiple of the vector width;
+//   2. per block of kRows query rows: logits = scale_i * q_i K^T + bias + mask into a [kRows][n_pad]
+//      buffer (columns past n set to -inf), tracking the row maxima in registers;
+//   3. softmax in place: exp(x - max), row sums;
+//   4. out rows = (P V) / sum, written straight to their strided destination.
+// Tiles are template parameters so every accumulator lives in a register; partial vectors use masked
+// loads and stores.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "attention/attention.h"
+
+namespace winattn {
+namespace attention_impl {
+
+inline int64_t round_up(int64_t x, int64_t m) {
+  return (x + m - 1) / m * m;
+}
+
+template <class T>
+struct Kernel {
+  using V = typename T::Vec;
+  using M = typename T::Mask;
+  static constexpr int W = T::kWidth;
+
+  struct Context {
+    int64_t n, d, n_pad;
+    const float *q;
+    int64_t ld_q;
+    const float *kt;  // [d][n_pad]
+    const float *v;   // [n][ld_v]
+    int64_t ld_v;
+    const float *bias, *mask;  // [n][n] or null
+    const float *row_scale;    // [n]
+    float *scores;             // [kRows][n_pad]
+    float *out;
+    int64_t ld_out;
+  };
+
+  // Logits of rows [i0, i0 + R) and columns [j0, j0 + NV*W) into ctx.scores; updates row_max.
+  template <int R, int NV>
+  static inline void logits_tile(const Context &ctx, int64_t i0, int64_t j0, V *row_max) {
+    V acc[R][NV];
+    for (int r = 0; r < R; ++r)
+      for (int u = 0; u < NV; ++u) acc[r][u] = T::zero();
+    const float *kt = ctx.kt + j0;
+    const float *q = ctx.q + i0 * ctx.ld_q;
+    for (int64_t c = 0; c < ctx.d; ++c) {
+      V kv[NV];
+      for (int u = 0; u < NV; ++u) kv[u] = T::load(kt + c * ctx.n_pad + u * W);
+      for (int r = 0; r < R; ++r) {
+        const V qb = T::broadcast(q + r * ctx.ld_q + c);
+        for (int u = 0; u < NV; ++u) acc[r][u] = T::fmadd(qb, kv[u], acc[r][u]);
+      }
+    }
+    for (int u = 0; u < NV; ++u) {
+      const int64_t j = j0 + u * W;
+      const bool partial = j + W > ctx.n;
+      const M valid = T::first_lanes(partial ? ctx.n - j : W);
+      for (int r = 0; r < R; ++r) {
+        const int64_t i = i0 + r;
+        V x = T::mul(acc[r][u], T::broadcast(ctx.row_scale + i));
+        if (ctx.bias != nullptr) {
+          x = T::add(x, partial ? T::maskz_loadu(valid, ctx.bias + i * ctx.n + j)
+                                : T::loadu(ctx.bias + i * ctx.n + j));
+        }
+        if (ctx.mask != nullptr) {
+          x = T::add(x, partial ? T::maskz_loadu(valid, ctx.mask + i * ctx.n + j)
+                                : T::loadu(ctx.mask + i * ctx.n + j));
+        }
+        if (partial) x = T::neg_inf_outside(valid, x);
+        T::store(ctx.scores + r * ctx.n_pad + j, x);
+        row_max[r] = T::max(row_max[r], x);
+      }
+    }
+  }
+
+  // out rows [i0, i0 + R), columns [c0, c0 + NV*W) = P V * inv_sum.
+  template <int R, int NV>
+  static inline void output_tile(const Context &ctx, int64_t i0, int64_t c0, const float *inv_sum) {
+    V acc[R][NV];
+    for (int r = 0; r < R; ++r)
+      for (int u = 0; u < NV; ++u) acc[r][u] = T::zero();
+    const float *v = ctx.v + c0;
+    for (int64_t j = 0; j < ctx.n; ++j) {
+      V vv[NV];
+      for (int u = 0; u < NV; ++u) vv[u] = T::loadu(v + j * ctx.ld_v + u * W);
+      for (int r = 0; r < R; ++r) {
+        const V pb = T::broadcast(ctx.scores + r * ctx.n_pad + j);
+        for (int u = 0; u < NV; ++u) acc[r][u] = T::fmadd(pb, vv[u], acc[r][u]);
+      }
+    }
+    for (int u = 0; u < NV; ++u) {
+      const int64_t c = c0 + u * W;
+      const bool partial = c + W > ctx.d;
+      const M valid = T::first_lanes(partial ? ctx.d - c : W);
+      for (int r = 0; r < R; ++r) {
+        const V y = T::mul(acc[r][u], T::broadcast(inv_sum + r));
+        float *dst = ctx.out + (i0 + r) * ctx.ld_out + c;
+        if (partial) {
+          T::mask_storeu(dst, valid, y);
+        } else {
+          T::storeu(dst, y);
+        }
+      }
+    }
+  }
+
+  template <int R>
+  static void row_block(const Context &ctx, int64_t i0) {
+    V row_max[R];
+    for (int r = 0; r < R; ++r) row_max[r] = T::set1(-std::numeric_limits<float>::infinity());
+    int64_t j0 = 0;
+    for (; j0 + T::kColVecs * W <= ctx.n_pad; j0 += T::kColVecs * W) {
+      logits_tile<R, T::kColVecs>(ctx, i0, j0, row_max);
+    }
+    switch ((ctx.n_pad - j0) / W) {
+      case 0:
+        break;
+      case 1:
+        logits_tile<R, 1>(ctx, i0, j0, row_max);
+        break;
+      case 2:
+        logits_tile<R, T::kColVecs >= 3 ? 2 : 1>(ctx, i0, j0, row_max);
+        break;
+      default:
+        logits_tile<R, T::kColVecs >= 4 ? 3 : 1>(ctx, i0, j0, row_max);
+        break;
+    }
+    float inv_sum[R];
+    for (int r = 0; r < R; ++r) {
+      float m = T::reduce_max(row_max[r]);
+      if (m == -std::numeric_limits<float>::infinity()) m = 0.0f;  // fully masked row: weights 0, output 0
+      const V vm = T::set1(m);
+      V sum = T::zero();
+      float *row = ctx.scores + r * ctx.n_pad;
+      for (int64_t j = 0; j < ctx.n_pad; j += W) {
+        const V p = T::exp(T::sub(T::load(row + j), vm));
+        T::store(row + j, p);
+        sum = T::add(sum, p);
+      }
+      const float total = T::reduce_add(sum);
+      inv_sum[r] = total == 0.0f ? 0.0f : 1.0f / total;
+    }
+    const int64_t d_pad = round_up(ctx.d, W);
+    int64_t c0 = 0;
+    for (; c0 + T::kOutVecs * W <= d_pad; c0 += T::kOutVecs * W)
+      output_tile<R, T::kOutVecs>(ctx, i0, c0, inv_sum);
+    switch ((d_pad - c0) / W) {
+      case 0:
+        break;
+      case 1:
+        output_tile<R, 1>(ctx, i0, c0, inv_sum);
+        break;
+      case 2:
+        output_tile<R, T::kOutVecs >= 3 ? 2 : 1>(ctx, i0, c0, inv_sum);
+        break;
+      default:
+        output_tile<R, T::kOutVecs >= 4 ? 3 : 1>(ctx, i0, c0, inv_sum);
+        break;
+    }
+  }
+
+  template <int R>
+  static void row_block_tail(const Context &ctx, int64_t i0, int rows) {
+    if constexpr (R > 1) {
+      if (rows == R) {
+        row_block<R>(ctx, i0);
+      } else {
+        row_block_tail<R - 1>(ctx, i0, rows);
+      }
+    } else {
+      row_block<1>(ctx, i0);
+    }
+  }
+
+  static void run(const AttentionShape &shape, const float *q, const float *k, const float *v, float scale,
+                  const float *bias, const float *mask, float *out, float *workspace) {
+    const int64_t n = shape.n, d = shape.head_dim;
+    const int64_t n_pad = round_up(n, W), d_pad = round_up(d, W);
+    float *kt = workspace;                        // [d][n_pad]
+    float *row_scale = kt + d * n_pad;            // [n_pad]
+    float *scores = row_scale + n_pad;            // [kRows][n_pad]
+    float *v_packed = scores + T::kRows * n_pad;  // [n][d_pad] when needed
+
+    for (int64_t j = 0; j < n; ++j) {
+      const float *kj = k + j * shape.ld_k;
+      float inv_norm = 1.0f;
+      if (shape.cosine) {
+        float sum = 0.0f;
+        for (int64_t c = 0; c < d; ++c) sum += kj[c] * kj[c];
+        inv_norm = 1.0f / std::fmax(std::sqrt(sum), 1e-12f);
+      }
+      for (int64_t c = 0; c < d; ++c) kt[c * n_pad + j] = shape.cosine ? kj[c] * inv_norm : kj[c];
+    }
+    for (int64_t c = 0; c < d; ++c)
+      for (int64_t j = n; j < n_pad; ++j) kt[c * n_pad + j] = 0.0f;
+    for (int64_t i = 0; i < n; ++i) {
+      float s = scale;
+      if (shape.cosine) {
+        const float *qi = q + i * shape.ld_q;
+        float sum = 0.0f;
+        for (int64_t c = 0; c < d; ++c) sum += qi[c] * qi[c];
+        s = scale / std::fmax(std::sqrt(sum), 1e-12f);
+      }
+      row_scale[i] = s;
+    }
+    const float *v_rows = v;
+    int64_t ld_v = shape.ld_v;
+    if (d != d_pad) {  // pad rows so the P V loop reads whole vectors
+      for (int64_t j = 0; j < n; ++j) {
+        for (int64_t c = 0; c < d; ++c) v_packed[j * d_pad + c] = v[j * shape.ld_v + c];
+        for (int64_t c = d; c < d_pad; ++c) v_packed[j * d_pad + c] = 0.0f;
+      }
+      v_rows = v_packed;
+      ld_v = d_pad;
+    }
+    Context ctx{n,    d,    n_pad, q,         shape.ld_q, kt,  v_rows,
+                ld_v, bias, mask,  row_scale, scores,     out, shape.ld_out};
+    int64_t i0 = 0;
+    for (; i0 + T::kRows <= n; i0 += T::kRows) row_block<T::kRows>(ctx, i0);
+    if (i0 < n) row_block_tail<T::kRows - 1>(ctx, i0, static_cast<int>(n - i0));
+  }
+};
+
+// Scratch of Kernel<T>::run for a vector width w and kRows rows.
+inline size_t workspace_floats_for(int64_t n, int64_t d, int64_t w, int64_t rows) {
+  const int64_t n_pad = round_up(n, w), d_pad = round_up(d, w);
+  return static_cast<size_t>(d * n_pad + n_pad + rows * n_pad + n * d_pad + 64);
+}
+
+}  // namespace attention_impl
+}  // namespace winattn

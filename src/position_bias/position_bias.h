@@ -1,0 +1,36 @@
+// Relative position bias: the index of a window's token pairs into the bias table, the table lookup and its
+// gradient, and SwinV2's continuous position bias table. Arguments are validated by the callers in capi/
+// (except where a function says it validates).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace winattn {
+
+// Tokens of a window: prod(window[0..ndim)). Validates ndim, window entries and the N*N size.
+int64_t window_tokens(int ndim, const int64_t *window);
+// index[i*N + j] as documented in winattn.h.
+void relative_position_index(int ndim, const int64_t *window, int64_t *index);
+
+// Throws INVALID_ARGUMENT naming the first entry outside [0, table_rows).
+void validate_index(const int64_t *index, int64_t count, int64_t table_rows);
+
+// bias[h][i][j] = table[index[i*n + j]][h]; index already validated.
+void relative_position_bias(const float *table, int64_t table_rows, int64_t num_heads, const int64_t *index,
+                            int64_t n, float *bias);
+// grad_table[index[i*n + j]][h] += grad_bias[h][i][j], deterministic; index already validated.
+void relative_position_bias_backward(const float *grad_bias, int64_t table_rows, int64_t num_heads,
+                                     const int64_t *index, int64_t n, float *grad_table);
+
+// SwinV2 table, [(2Wh-1)(2Ww-1)][num_heads] = 16 * sigmoid(MLP(log-spaced coords)).
+void continuous_position_bias_table(int64_t window_h, int64_t window_w, const float *w1, const float *b1,
+                                    const float *w2, int64_t hidden, int64_t num_heads, float *table);
+
+// One-column gather used by the lookup: out[t] = column[scaled_index[t]], t in [0, count).
+using GatherF32Fn = void (*)(const float *column, const int32_t *scaled_index, int64_t count, float *out);
+void gather_f32_scalar(const float *column, const int32_t *scaled_index, int64_t count, float *out);
+void gather_f32_avx2(const float *column, const int32_t *scaled_index, int64_t count, float *out);
+void gather_f32_avx512(const float *column, const int32_t *scaled_index, int64_t count, float *out);
+
+}  // namespace winattn
