@@ -49,6 +49,27 @@ struct Avx2 {
     return _mm_cvtss_f32(s);
   }
 
+  // In-register transpose of an 8 x 8 block: rows[i][j] -> rows[j][i].
+  static void transpose(Vec *rows) {
+    Vec t[8], u[8];
+    for (int i = 0; i < 4; ++i) {
+      t[2 * i] = _mm256_unpacklo_ps(rows[2 * i], rows[2 * i + 1]);
+      t[2 * i + 1] = _mm256_unpackhi_ps(rows[2 * i], rows[2 * i + 1]);
+    }
+    for (int g = 0; g < 2; ++g) {  // u[4g + m], lane L: column 4L + m of rows 4g..4g+3
+      const __m256d a = _mm256_castps_pd(t[4 * g]), b = _mm256_castps_pd(t[4 * g + 1]);
+      const __m256d c = _mm256_castps_pd(t[4 * g + 2]), d = _mm256_castps_pd(t[4 * g + 3]);
+      u[4 * g + 0] = _mm256_castpd_ps(_mm256_unpacklo_pd(a, c));
+      u[4 * g + 1] = _mm256_castpd_ps(_mm256_unpackhi_pd(a, c));
+      u[4 * g + 2] = _mm256_castpd_ps(_mm256_unpacklo_pd(b, d));
+      u[4 * g + 3] = _mm256_castpd_ps(_mm256_unpackhi_pd(b, d));
+    }
+    for (int m = 0; m < 4; ++m) {
+      rows[m] = _mm256_permute2f128_ps(u[m], u[4 + m], 0x20);
+      rows[4 + m] = _mm256_permute2f128_ps(u[m], u[4 + m], 0x31);
+    }
+  }
+
   // exp(x) for the x <= 0 of a softmax; see the AVX-512 version. 2^t is built in the exponent field
   // (t in [-126, 0] after the clamp, so no overflow).
   static Vec exp(Vec x) {

@@ -35,6 +35,34 @@ struct Avx512 {
   static float reduce_max(Vec x) { return _mm512_reduce_max_ps(x); }
   static float reduce_add(Vec x) { return _mm512_reduce_add_ps(x); }
 
+  // In-register transpose of a 16 x 16 block: rows[i][j] -> rows[j][i]. Unpacks transpose the 4 x 4 blocks
+  // inside each 128-bit lane; two rounds of lane shuffles then move the blocks.
+  static void transpose(Vec *rows) {
+    Vec t[16], u[16];
+    for (int i = 0; i < 8; ++i) {
+      t[2 * i] = _mm512_unpacklo_ps(rows[2 * i], rows[2 * i + 1]);
+      t[2 * i + 1] = _mm512_unpackhi_ps(rows[2 * i], rows[2 * i + 1]);
+    }
+    for (int g = 0; g < 4; ++g) {  // u[4g + m], lane L: column 4L + m of rows 4g..4g+3
+      const __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 1]);
+      const __m512d c = _mm512_castps_pd(t[4 * g + 2]), d = _mm512_castps_pd(t[4 * g + 3]);
+      u[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+      u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+      u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+      u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int m = 0; m < 4; ++m) {
+      const Vec x01 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0x44);  // g0 L0, g0 L1, g1 L0, g1 L1
+      const Vec y01 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0xEE);  // g0 L2, g0 L3, g1 L2, g1 L3
+      const Vec x23 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0x44);
+      const Vec y23 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0xEE);
+      rows[m] = _mm512_shuffle_f32x4(x01, x23, 0x88);
+      rows[4 + m] = _mm512_shuffle_f32x4(x01, x23, 0xDD);
+      rows[8 + m] = _mm512_shuffle_f32x4(y01, y23, 0x88);
+      rows[12 + m] = _mm512_shuffle_f32x4(y01, y23, 0xDD);
+    }
+  }
+
   // exp(x) for the x <= 0 of a softmax: Cody-Waite reduction x = t ln2 + r, |r| <= ln2/2, degree-6
   // polynomial, 2^t by vscalefps. x below -87 (including -inf) gives exactly 0; NaN stays NaN.
   static Vec exp(Vec x) {

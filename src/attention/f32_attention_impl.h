@@ -47,22 +47,29 @@ struct Kernel {
   template <int R, int NV>
   static inline void logits_tile(const Context &ctx, int64_t i0, int64_t j0, V *row_max) {
     V acc[R][NV];
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
       for (int u = 0; u < NV; ++u) acc[r][u] = T::zero();
     const float *kt = ctx.kt + j0;
     const float *q = ctx.q + i0 * ctx.ld_q;
     for (int64_t c = 0; c < ctx.d; ++c) {
       V kv[NV];
+#pragma GCC unroll 8
       for (int u = 0; u < NV; ++u) kv[u] = T::load(kt + c * ctx.n_pad + u * W);
+#pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
         const V qb = T::broadcast(q + r * ctx.ld_q + c);
+#pragma GCC unroll 8
         for (int u = 0; u < NV; ++u) acc[r][u] = T::fmadd(qb, kv[u], acc[r][u]);
       }
     }
+#pragma GCC unroll 8
     for (int u = 0; u < NV; ++u) {
       const int64_t j = j0 + u * W;
       const bool partial = j + W > ctx.n;
       const M valid = T::first_lanes(partial ? ctx.n - j : W);
+#pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
         const int64_t i = i0 + r;
         V x = T::mul(acc[r][u], T::broadcast(ctx.row_scale + i));
@@ -85,21 +92,28 @@ struct Kernel {
   template <int R, int NV>
   static inline void output_tile(const Context &ctx, int64_t i0, int64_t c0, const float *inv_sum) {
     V acc[R][NV];
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
       for (int u = 0; u < NV; ++u) acc[r][u] = T::zero();
     const float *v = ctx.v + c0;
     for (int64_t j = 0; j < ctx.n; ++j) {
       V vv[NV];
+#pragma GCC unroll 8
       for (int u = 0; u < NV; ++u) vv[u] = T::loadu(v + j * ctx.ld_v + u * W);
+#pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
         const V pb = T::broadcast(ctx.scores + r * ctx.n_pad + j);
+#pragma GCC unroll 8
         for (int u = 0; u < NV; ++u) acc[r][u] = T::fmadd(pb, vv[u], acc[r][u]);
       }
     }
+#pragma GCC unroll 8
     for (int u = 0; u < NV; ++u) {
       const int64_t c = c0 + u * W;
       const bool partial = c + W > ctx.d;
       const M valid = T::first_lanes(partial ? ctx.d - c : W);
+#pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
         const V y = T::mul(acc[r][u], T::broadcast(inv_sum + r));
         float *dst = ctx.out + (i0 + r) * ctx.ld_out + c;
@@ -115,6 +129,7 @@ struct Kernel {
   template <int R>
   static void row_block(const Context &ctx, int64_t i0) {
     V row_max[R];
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r) row_max[r] = T::set1(-std::numeric_limits<float>::infinity());
     int64_t j0 = 0;
     for (; j0 + T::kColVecs * W <= ctx.n_pad; j0 += T::kColVecs * W) {
@@ -134,6 +149,7 @@ struct Kernel {
         break;
     }
     float inv_sum[R];
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       float m = T::reduce_max(row_max[r]);
       if (m == -std::numeric_limits<float>::infinity()) m = 0.0f;  // fully masked row: weights 0, output 0
@@ -180,6 +196,41 @@ struct Kernel {
     }
   }
 
+  // kt[c][j] = k[j][c] (times 1/||k_j|| for cosine attention), zero for j in [n, n_pad): W x W blocks
+  // loaded as rows and transposed in registers. inv_norm: n_pad floats of scratch.
+  static void pack_keys(const AttentionShape &shape, const float *k, float *kt, int64_t n_pad,
+                        float *inv_norm) {
+    const int64_t n = shape.n, d = shape.head_dim;
+    if (shape.cosine) {
+      for (int64_t j = 0; j < n; ++j) {
+        const float *kj = k + j * shape.ld_k;
+        float sum = 0.0f;
+        for (int64_t c = 0; c < d; ++c) sum += kj[c] * kj[c];
+        inv_norm[j] = 1.0f / std::fmax(std::sqrt(sum), 1e-12f);
+      }
+    }
+    for (int64_t j0 = 0; j0 < n_pad; j0 += W) {
+      for (int64_t c0 = 0; c0 < d; c0 += W) {
+        const int64_t width = d - c0 < W ? d - c0 : W;
+        const M columns = T::first_lanes(width);
+        V rows[W];
+#pragma GCC unroll 16
+        for (int r = 0; r < W; ++r) {
+          const int64_t j = j0 + r;
+          if (j >= n) {
+            rows[r] = T::zero();
+            continue;
+          }
+          const float *src = k + j * shape.ld_k + c0;
+          rows[r] = width == W ? T::loadu(src) : T::maskz_loadu(columns, src);
+          if (shape.cosine) rows[r] = T::mul(rows[r], T::broadcast(inv_norm + j));
+        }
+        T::transpose(rows);
+        for (int64_t cc = 0; cc < width; ++cc) T::store(kt + (c0 + cc) * n_pad + j0, rows[cc]);
+      }
+    }
+  }
+
   static void run(const AttentionShape &shape, const float *q, const float *k, const float *v, float scale,
                   const float *bias, const float *mask, float *out, float *workspace) {
     const int64_t n = shape.n, d = shape.head_dim;
@@ -189,18 +240,7 @@ struct Kernel {
     float *scores = row_scale + n_pad;            // [kRows][n_pad]
     float *v_packed = scores + T::kRows * n_pad;  // [n][d_pad] when needed
 
-    for (int64_t j = 0; j < n; ++j) {
-      const float *kj = k + j * shape.ld_k;
-      float inv_norm = 1.0f;
-      if (shape.cosine) {
-        float sum = 0.0f;
-        for (int64_t c = 0; c < d; ++c) sum += kj[c] * kj[c];
-        inv_norm = 1.0f / std::fmax(std::sqrt(sum), 1e-12f);
-      }
-      for (int64_t c = 0; c < d; ++c) kt[c * n_pad + j] = shape.cosine ? kj[c] * inv_norm : kj[c];
-    }
-    for (int64_t c = 0; c < d; ++c)
-      for (int64_t j = n; j < n_pad; ++j) kt[c * n_pad + j] = 0.0f;
+    pack_keys(shape, k, kt, n_pad, row_scale);
     for (int64_t i = 0; i < n; ++i) {
       float s = scale;
       if (shape.cosine) {
