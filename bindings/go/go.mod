@@ -1,0 +1,3 @@
+module winattn.dev/winattn
+
+go 1.19
