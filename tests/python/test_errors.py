@@ -73,6 +73,8 @@ class TestCErrors(unittest.TestCase):
     def test_relative_position_index_bad_window(self):
         self.assertCError(INVALID, ["window"], winattn.relative_position_index, (0, 7))
         self.assertCError(INVALID, ["window"], winattn.relative_position_index, (7, -2, 3))
+        # N*N overflows int64: the library must refuse before writing
+        self.assertCError(INVALID, ["window", "overflow", "large"], winattn.relative_position_index, (1 << 20, 1 << 20))
 
     def test_relative_position_bias_index_out_of_range(self):
         table = np.ones((13 * 13, 3), dtype=np.float32)
@@ -297,6 +299,22 @@ class TestMisc(unittest.TestCase):
         winattn.set_max_isa("native")
         self.assertIn(winattn.active_isa(), ["avx512_bf16", "avx512", "avx2", "scalar"])
         self.assertTrue(winattn.library_path())
+
+    def test_bad_library_path_is_an_error(self):
+        """A WINATTN_LIBRARY that does not exist raises OSError naming it (no silent fallback)."""
+        import os
+        import subprocess
+        import sys
+
+        env = dict(os.environ, WINATTN_LIBRARY="/nonexistent/libwinattn.so")
+        code = (
+            "import sys; sys.path.insert(0, %r); import winattn\n"
+            "try:\n    winattn.version()\nexcept OSError as e:\n    print('OSError', e)\n"
+        ) % os.path.dirname(os.path.dirname(winattn.__file__))
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("OSError", out.stdout)
+        self.assertIn("/nonexistent/libwinattn.so", out.stdout)
 
 
 if __name__ == "__main__":

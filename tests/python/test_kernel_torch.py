@@ -6,7 +6,6 @@ code of torchvision's shifted_window_attention (replicated here); continuous_pos
 ShiftedWindowAttentionV2's cpb_mlp over its relative_coords_table.
 """
 
-import math
 import threading
 import unittest
 

@@ -6,9 +6,10 @@ Every function takes numpy arrays (anything ``np.asarray`` accepts), converts th
 the C library is called (``ValueError`` naming the argument); anything the C library rejects raises
 :class:`WinattnError` carrying the C status and the library's message.
 
-The shared library is looked up, in order, at the path in the environment variable ``WINATTN_LIBRARY``,
-at ``build/libwinattn.so`` of the source tree this package lives in (``bindings/python/winattn`` ->
-``../../../build``), and through ``ctypes.util.find_library("winattn")``. It is loaded on first use.
+The shared library is looked up, in order, at the path in the environment variable ``WINATTN_LIBRARY``
+(when set, only there: a wrong path is an error, not a silent fallback), at ``build/libwinattn.so`` of the
+source tree this package lives in (``bindings/python/winattn`` -> ``../../../build``), and through
+``ctypes.util.find_library("winattn")``. It is loaded on first use; OSError lists the paths tried.
 
 Example::
 
@@ -139,11 +140,13 @@ _lib_path = None
 
 
 def _candidate_paths():
-    """The library paths to try, in lookup order (env, source tree build dir, find_library)."""
-    paths = []
+    """The library paths to try, in lookup order: WINATTN_LIBRARY alone when set; else the source tree's
+    build/libwinattn.so, then ctypes.util.find_library("winattn")."""
     env = os.environ.get("WINATTN_LIBRARY")
     if env:
-        paths.append(env)
+        # An explicit path is authoritative: never fall back silently to another copy of the library.
+        return [env]
+    paths = []
     here = os.path.dirname(os.path.abspath(__file__))
     paths.append(os.path.normpath(os.path.join(here, "..", "..", "..", "build", "libwinattn.so")))
     found = ctypes.util.find_library("winattn")
