@@ -1,0 +1,198 @@
+// The whole shifted-window attention layer: winattn_layer_forward (prepacked weights, bias looked up at
+// create) and winattn_shifted_window_attention (stateless, torchvision-style arguments). FLOPs per forward:
+// 2*T*C*3C (qkv) + 2*T*C*C (proj) + 4*nW*nH*N^2*head_dim (attention core), T = tokens incl. padding.
+//
+//   bench_layer [--threads=1,2] [--isa=avx512,avx2,scalar] [Google Benchmark flags]
+#include "bench_common.h"
+
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace wb = winattn_bench;
+
+namespace {
+
+struct LayerCase {
+  std::string name;
+  int64_t batch, height, width, channels, heads, window, shift;
+  bool v2;  // SwinV2: cosine attention with logit_scale and the continuous position bias MLP
+
+  int64_t n() const { return window * window; }
+  int64_t padded(int64_t x) const { return (x + window - 1) / window * window; }
+  int64_t tokens() const { return batch * padded(height) * padded(width); }
+  double flops() const {
+    const double t = static_cast<double>(tokens()), c = static_cast<double>(channels);
+    const double windows = t / static_cast<double>(n());
+    const double head_dim = c / static_cast<double>(heads);
+    return 2.0 * t * c * 3.0 * c + 2.0 * t * c * c +
+           4.0 * windows * static_cast<double>(heads) * static_cast<double>(n() * n()) * head_dim;
+  }
+};
+
+std::vector<LayerCase> cases() {
+  return {
+      {"swin_t_s1_B1", 1, 56, 56, 96, 3, 7, 3, false},   {"swin_t_s1_B8", 8, 56, 56, 96, 3, 7, 3, false},
+      {"swin_t_s2_B1", 1, 28, 28, 192, 6, 7, 3, false},  {"swin_t_s3_B1", 1, 14, 14, 384, 12, 7, 3, false},
+      {"swin_t_s3_B8", 8, 14, 14, 384, 12, 7, 3, false}, {"swinv2_t_s1_B1", 1, 64, 64, 96, 3, 8, 4, true},
+  };
+}
+
+constexpr int64_t kCpbHidden = 512;
+
+struct LayerData {
+  std::string key;
+  std::vector<float> input, output, qkv_w, qkv_b, proj_w, proj_b;
+  std::vector<float> table;        // v1: [(2W-1)^2][heads]
+  std::vector<float> logit_scale;  // v2: [heads]
+  std::vector<float> cpb_w1, cpb_b1, cpb_w2;
+  std::vector<float> bias;  // looked up: [heads][N][N] (for the stateless call)
+  winattn_layer *layer = nullptr;
+  ~LayerData() { winattn_layer_destroy(layer); }
+};
+
+LayerData *data_for(const LayerCase &c, benchmark::State &state) {
+  static std::unique_ptr<LayerData> current;
+  if (current && current->key == c.name) return current.get();
+  current.reset();
+  auto d = std::make_unique<LayerData>();
+  d->key = c.name;
+  const int64_t C = c.channels, H = c.heads, N = c.n();
+  d->input.resize(static_cast<size_t>(c.batch * c.height * c.width * C));
+  d->output.assign(d->input.size(), 0.0f);
+  wb::fill_uniform(d->input, 11, -1.0f, 1.0f);
+  const float w = 1.0f / std::sqrt(static_cast<float>(C));
+  d->qkv_w.resize(static_cast<size_t>(3 * C * C));
+  d->qkv_b.resize(static_cast<size_t>(3 * C));
+  d->proj_w.resize(static_cast<size_t>(C * C));
+  d->proj_b.resize(static_cast<size_t>(C));
+  wb::fill_uniform(d->qkv_w, 12, -w, w);
+  wb::fill_uniform(d->qkv_b, 13, -0.1f, 0.1f);
+  wb::fill_uniform(d->proj_w, 14, -w, w);
+  wb::fill_uniform(d->proj_b, 15, -0.1f, 0.1f);
+  const int64_t rows = (2 * c.window - 1) * (2 * c.window - 1);
+
+  winattn_layer_desc desc{};
+  desc.channels = C;
+  desc.num_heads = H;
+  desc.window[0] = 1;
+  desc.window[1] = desc.window[2] = c.window;
+  desc.shift[0] = 0;
+  desc.shift[1] = desc.shift[2] = c.shift;
+  desc.qkv_weight = d->qkv_w.data();
+  desc.qkv_bias = d->qkv_b.data();
+  desc.proj_weight = d->proj_w.data();
+  desc.proj_bias = d->proj_b.data();
+  desc.compute_dtype = WINATTN_DTYPE_F32;
+  d->table.resize(static_cast<size_t>(rows * H));
+  if (c.v2) {
+    d->logit_scale.assign(static_cast<size_t>(H), std::log(10.0f));
+    d->cpb_w1.resize(static_cast<size_t>(kCpbHidden * 2));
+    d->cpb_b1.resize(static_cast<size_t>(kCpbHidden));
+    d->cpb_w2.resize(static_cast<size_t>(H * kCpbHidden));
+    wb::fill_uniform(d->cpb_w1, 16, -0.7f, 0.7f);
+    wb::fill_uniform(d->cpb_b1, 17, -0.7f, 0.7f);
+    wb::fill_uniform(d->cpb_w2, 18, -0.04f, 0.04f);
+    desc.logit_scale = d->logit_scale.data();
+    desc.cpb_weight1 = d->cpb_w1.data();
+    desc.cpb_bias1 = d->cpb_b1.data();
+    desc.cpb_weight2 = d->cpb_w2.data();
+    desc.cpb_hidden = kCpbHidden;
+    if (!wb::check(
+            state,
+            winattn_continuous_position_bias_table(c.window, c.window, d->cpb_w1.data(), d->cpb_b1.data(),
+                                                   d->cpb_w2.data(), kCpbHidden, H, d->table.data()),
+            "winattn_continuous_position_bias_table"))
+      return nullptr;
+  } else {
+    wb::fill_uniform(d->table, 19, -0.04f, 0.04f);
+    desc.relative_position_bias_table = d->table.data();
+  }
+  // The looked-up bias for the stateless call (done once: torchvision's module does this per forward).
+  std::vector<int64_t> index(static_cast<size_t>(N * N));
+  const int64_t win2[2] = {c.window, c.window};
+  d->bias.resize(static_cast<size_t>(H * N * N));
+  if (!wb::check(state, winattn_relative_position_index(2, win2, index.data()),
+                 "winattn_relative_position_index") ||
+      !wb::check(state,
+                 winattn_relative_position_bias(d->table.data(), rows, H, index.data(), N, d->bias.data()),
+                 "winattn_relative_position_bias"))
+    return nullptr;
+  if (!wb::check(state, winattn_layer_create(&desc, &d->layer), "winattn_layer_create")) return nullptr;
+  current = std::move(d);
+  return current.get();
+}
+
+void run_layer(benchmark::State &state, const LayerCase &c, const std::string &isa, int threads) {
+  if (!wb::configure(state, isa, threads)) return;
+  LayerData *d = data_for(c, state);
+  if (!d) return;
+  const int64_t grid[3] = {1, c.height, c.width};
+  for (auto _ : state) {
+    const winattn_status s =
+        winattn_layer_forward(d->layer, d->input.data(), c.batch, grid, d->output.data());
+    if (!wb::check(state, s, "winattn_layer_forward")) break;
+    benchmark::DoNotOptimize(d->output.data());
+    benchmark::ClobberMemory();
+  }
+  if (state.error_occurred()) return;
+  wb::set_flop_counters(state, c.flops(), threads);
+}
+
+void run_stateless(benchmark::State &state, const LayerCase &c, const std::string &isa, int threads) {
+  if (!wb::configure(state, isa, threads)) return;
+  LayerData *d = data_for(c, state);
+  if (!d) return;
+  winattn_window_attention_args args{};
+  args.batch = c.batch;
+  args.grid[0] = 1;
+  args.grid[1] = c.height;
+  args.grid[2] = c.width;
+  args.channels = c.channels;
+  args.num_heads = c.heads;
+  args.window[0] = 1;
+  args.window[1] = args.window[2] = c.window;
+  args.shift[0] = 0;
+  args.shift[1] = args.shift[2] = c.shift;
+  args.qkv_weight = d->qkv_w.data();
+  args.qkv_bias = d->qkv_b.data();
+  args.proj_weight = d->proj_w.data();
+  args.proj_bias = d->proj_b.data();
+  args.relative_position_bias = d->bias.data();
+  args.logit_scale = c.v2 ? d->logit_scale.data() : nullptr;
+  for (auto _ : state) {
+    const winattn_status s = winattn_shifted_window_attention(&args, d->input.data(), d->output.data());
+    if (!wb::check(state, s, "winattn_shifted_window_attention")) break;
+    benchmark::DoNotOptimize(d->output.data());
+    benchmark::ClobberMemory();
+  }
+  if (state.error_occurred()) return;
+  wb::set_flop_counters(state, c.flops(), threads);
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+  const wb::Options options = wb::initialize(&argc, argv, "bench_layer");
+  for (const LayerCase &c : cases()) {
+    for (int mode = 0; mode < 2; ++mode) {
+      for (size_t i = 0; i < options.isas.size(); ++i) {
+        for (int threads : options.threads) {
+          const std::string isa = options.isas[i];
+          const std::string base = (mode == 0 ? "layer_forward/" : "shifted_window_attention/") + c.name;
+          const std::string name = wb::bench_name(base, options.isa_names[i], threads);
+          auto *b = mode == 0
+                        ? benchmark::RegisterBenchmark(
+                              name.c_str(),
+                              [c, isa, threads](benchmark::State &st) { run_layer(st, c, isa, threads); })
+                        : benchmark::RegisterBenchmark(name.c_str(), [c, isa, threads](benchmark::State &st) {
+                            run_stateless(st, c, isa, threads);
+                          });
+          b->UseRealTime()->Unit(benchmark::kMillisecond);
+        }
+      }
+    }
+  }
+  return wb::run_all(options);
+}
