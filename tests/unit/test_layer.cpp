@@ -306,8 +306,8 @@ void check_spec(const Spec &s) {
 
   const double err_stateless = max_diff(stateless, expected);
   const double err_layer = max_diff(prepacked, expected);
-  CHECK_MESSAGE(err_stateless <= 1e-4 * scale, "stateless vs float64 reference: " << err_stateless);
-  CHECK_MESSAGE(err_layer <= 1e-4 * scale, "layer vs float64 reference: " << err_layer);
+  CHECK_MESSAGE(err_stateless <= 2e-5 * scale, "stateless vs float64 reference: " << err_stateless);
+  CHECK_MESSAGE(err_layer <= 2e-5 * scale, "layer vs float64 reference: " << err_layer);
   const double layer_vs_stateless =
       max_diff(prepacked, std::vector<double>(stateless.begin(), stateless.end()));
   CHECK_MESSAGE(layer_vs_stateless <= 1e-5 * scale,
@@ -366,7 +366,7 @@ TEST_CASE("layer: forward accepts other batch sizes and grids than the first cal
       std::vector<float> out(input.size());
       REQUIRE(winattn_layer_forward(layer, input.data(), batch, grid.data(), out.data()) ==
               WINATTN_STATUS_OK);
-      CHECK(max_diff(out, expected) <= 1e-4 * max_abs_d(expected));
+      CHECK(max_diff(out, expected) <= 2e-5 * max_abs_d(expected));
     }
   }
   winattn_layer_destroy(layer);
