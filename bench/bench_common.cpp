@@ -213,10 +213,13 @@ Options initialize(int *argc, char **argv, const char *program) {
   const PeakIsa best = best_peak_isa();
   const double p512 = measure_fma_peak_gflops(PeakIsa::kAvx512, 1);
   const double p256 = measure_fma_peak_gflops(PeakIsa::kAvx2, 1);
-  std::printf("winattn %s, dispatch %s", winattn_version(), active.c_str());
+  // The header goes to stderr when stdout carries JSON or CSV.
+  FILE *out = options.console ? stdout : stderr;
+  std::fprintf(out, "winattn %s, dispatch %s", winattn_version(), active.c_str());
   for (size_t i = 0; i < options.isa_names.size(); ++i)
-    std::printf("%s%s", i == 0 ? "; benchmarking " : ", ", options.isa_names[i].c_str());
-  std::printf(
+    std::fprintf(out, "%s%s", i == 0 ? "; benchmarking " : ", ", options.isa_names[i].c_str());
+  std::fprintf(
+      out,
       "\nFMA peak probe (fp32, 12 independent chains, median of 9 runs), 1 thread: AVX-512 %.1f GFLOP/s, "
       "AVX2 %.1f GFLOP/s; using %s\n",
       p512, p256, peak_isa_name(best));
@@ -225,18 +228,19 @@ Options initialize(int *argc, char **argv, const char *program) {
     if (g_peak.count(t)) continue;
     double peak = t == 1 ? (best == PeakIsa::kAvx512 ? p512 : p256) : measure_fma_peak_gflops(best, t);
     g_peak[t] = peak;
-    std::printf("FMA peak, %d thread%s at once: %.1f GFLOP/s (%.1f per thread)\n", t, t == 1 ? "" : "s", peak,
-                peak / t);
+    std::fprintf(out, "FMA peak, %d thread%s at once: %.1f GFLOP/s (%.1f per thread)\n", t, t == 1 ? "" : "s",
+                 peak, peak / t);
     const double one = best == PeakIsa::kAvx512 ? p512 : p256;
     if (t > 1 && peak < 0.75 * one * t)
-      std::printf(
+      std::fprintf(
+          out,
           "  warning: %d threads reach only %.0f%% of %d x the 1-thread peak: the cores are shared or "
           "busy; %d-thread figures are unreliable\n",
           t, 100.0 * peak / (one * t), t, t);
     std::snprintf(buf, sizeof buf, "%.1f", peak);
     benchmark::AddCustomContext("fma_peak_gflops_" + std::to_string(t) + "t", buf);
   }
-  std::fflush(stdout);
+  std::fflush(out);
   benchmark::AddCustomContext("winattn_version", winattn_version());
   benchmark::AddCustomContext("winattn_dispatch", active);
   benchmark::AddCustomContext("fma_peak_isa", peak_isa_name(best));

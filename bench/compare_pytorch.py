@@ -228,7 +228,6 @@ def main():
     import_torch(args.optional)
     import torch
     import torchvision
-    import numpy as np  # noqa: F401
     winattn = import_winattn(args.library)
     torch.set_grad_enabled(False)
 
@@ -281,6 +280,9 @@ def main():
     for threads in args.threads:
         torch.set_num_threads(threads)
         winattn.set_num_threads(threads)
+        if torch.get_num_threads() != threads or winattn.get_num_threads() != threads:
+            print(f"warning: asked for {threads} threads, torch uses {torch.get_num_threads()}, "
+                  f"winattn {winattn.get_num_threads()}")
         for name, ft, fw, flops in cases:
             tt, tw = time_pair(ft, fw, args.samples, args.sample_time)
             gt, gw = flops / tt * 1e-9, flops / tw * 1e-9
