@@ -11,6 +11,7 @@ packages=(
   golang-go                                 # Go binding
   clang libclang-rt-14-dev libomp-dev       # libFuzzer and sanitizers
   binutils                                  # readelf/nm for the install test
+  libopenblas0-openmp                       # an optimised BLAS for the PyTorch peer (else netlib)
 )
 if ! command -v cargo > /dev/null 2>&1 && [ ! -x "${HOME:-/root}/.cargo/bin/cargo" ]; then
   packages+=(cargo rustc)                   # Rust binding (no crates are downloaded)

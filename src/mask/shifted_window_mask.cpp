@@ -1,3 +1,4 @@
+#include "cpu/threading.h"
 #include "mask/shifted_window_mask.h"
 
 #include <vector>
@@ -67,7 +68,8 @@ void shifted_window_mask(const int64_t *grid, const int64_t *window, const int64
   const int64_t n = window[0] * window[1] * window[2];
   std::vector<int32_t> labels(static_cast<size_t>(num_windows * n));
   shifted_window_labels(grid, window, shift, labels.data());
-#pragma omp parallel for schedule(static) if (num_windows * n * n >= 65536)
+#pragma omp parallel for schedule(static) \
+    num_threads(effective_num_threads()) if (num_windows * n * n >= 65536)
   for (int64_t w = 0; w < num_windows; ++w) {
     const int32_t *label = labels.data() + w * n;
     float *out = mask + w * n * n;

@@ -1,6 +1,7 @@
 #include <cmath>
 #include <vector>
 
+#include "cpu/threading.h"
 #include "position_bias/position_bias.h"
 
 namespace winattn {
@@ -21,7 +22,8 @@ void continuous_position_bias_table(int64_t window_h, int64_t window_w, const fl
                                     const float *w2, int64_t hidden, int64_t num_heads, float *table) {
   const int64_t rows_h = 2 * window_h - 1, rows_w = 2 * window_w - 1;
   const int64_t rows = rows_h * rows_w;
-#pragma omp parallel for schedule(static) if (rows * hidden * num_heads >= 65536)
+#pragma omp parallel for schedule(static) \
+    num_threads(effective_num_threads()) if (rows * hidden * num_heads >= 65536)
   for (int64_t r = 0; r < rows; ++r) {
     const float ch = log_spaced(r / rows_w - (window_h - 1), window_h);
     const float cw = log_spaced(r % rows_w - (window_w - 1), window_w);

@@ -1,3 +1,4 @@
+#include "cpu/threading.h"
 #include "common/error.h"
 #include "position_bias/position_bias.h"
 
@@ -24,7 +25,7 @@ void relative_position_index(int ndim, const int64_t *window, int64_t *index) {
   const int64_t n = w[0] * w[1] * w[2];
   const int64_t stride_h = 2 * w[2] - 1;
   const int64_t stride_d = (2 * w[1] - 1) * stride_h;
-#pragma omp parallel for schedule(static) if (n >= 256)
+#pragma omp parallel for schedule(static) num_threads(effective_num_threads()) if (n >= 256)
   for (int64_t i = 0; i < n; ++i) {
     const int64_t di = i / (w[1] * w[2]), hi = i / w[2] % w[1], wi = i % w[2];
     int64_t *row = index + i * n;
