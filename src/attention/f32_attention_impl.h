@@ -72,7 +72,7 @@ struct Kernel {
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
         const int64_t i = i0 + r;
-        V x = T::mul(acc[r][u], T::broadcast(ctx.row_scale + i));
+        V x = ctx.row_scale != nullptr ? T::mul(acc[r][u], T::broadcast(ctx.row_scale + i)) : acc[r][u];
         if (ctx.bias != nullptr) {
           x = T::add(x, partial ? T::maskz_loadu(valid, ctx.bias + i * ctx.n + j)
                                 : T::loadu(ctx.bias + i * ctx.n + j));
@@ -196,17 +196,19 @@ struct Kernel {
     }
   }
 
-  // kt[c][j] = k[j][c] (times 1/||k_j|| for cosine attention), zero for j in [n, n_pad): W x W blocks
-  // loaded as rows and transposed in registers. inv_norm: n_pad floats of scratch.
-  static void pack_keys(const AttentionShape &shape, const float *k, float *kt, int64_t n_pad,
-                        float *inv_norm) {
+  // kt[c][j] = scale * k[j][c] (and / ||k_j|| for cosine attention), zero for j in [n, n_pad): W x W
+  // blocks loaded as rows and transposed in registers. Folding the scale into the keys saves a multiply
+  // per logit. key_scale: n_pad floats of scratch.
+  static void pack_keys(const AttentionShape &shape, const float *k, float scale, float *kt, int64_t n_pad,
+                        float *key_scale) {
     const int64_t n = shape.n, d = shape.head_dim;
-    if (shape.cosine) {
-      for (int64_t j = 0; j < n; ++j) {
+    for (int64_t j = 0; j < n; ++j) {
+      key_scale[j] = scale;
+      if (shape.cosine) {
         const float *kj = k + j * shape.ld_k;
         float sum = 0.0f;
         for (int64_t c = 0; c < d; ++c) sum += kj[c] * kj[c];
-        inv_norm[j] = 1.0f / std::fmax(std::sqrt(sum), 1e-12f);
+        key_scale[j] = scale / std::fmax(std::sqrt(sum), 1e-12f);
       }
     }
     for (int64_t j0 = 0; j0 < n_pad; j0 += W) {
@@ -223,7 +225,7 @@ struct Kernel {
           }
           const float *src = k + j * shape.ld_k + c0;
           rows[r] = width == W ? T::loadu(src) : T::maskz_loadu(columns, src);
-          if (shape.cosine) rows[r] = T::mul(rows[r], T::broadcast(inv_norm + j));
+          rows[r] = T::mul(rows[r], T::broadcast(key_scale + j));
         }
         T::transpose(rows);
         for (int64_t cc = 0; cc < width; ++cc) T::store(kt + (c0 + cc) * n_pad + j0, rows[cc]);
@@ -240,16 +242,14 @@ struct Kernel {
     float *scores = row_scale + n_pad;            // [kRows][n_pad]
     float *v_packed = scores + T::kRows * n_pad;  // [n][d_pad] when needed
 
-    pack_keys(shape, k, kt, n_pad, row_scale);
-    for (int64_t i = 0; i < n; ++i) {
-      float s = scale;
-      if (shape.cosine) {
+    pack_keys(shape, k, scale, kt, n_pad, row_scale);
+    if (shape.cosine) {  // 1 / ||q_i||; plain attention needs no per-row factor
+      for (int64_t i = 0; i < n; ++i) {
         const float *qi = q + i * shape.ld_q;
         float sum = 0.0f;
         for (int64_t c = 0; c < d; ++c) sum += qi[c] * qi[c];
-        s = scale / std::fmax(std::sqrt(sum), 1e-12f);
+        row_scale[i] = 1.0f / std::fmax(std::sqrt(sum), 1e-12f);
       }
-      row_scale[i] = s;
     }
     const float *v_rows = v;
     int64_t ld_v = shape.ld_v;
@@ -261,8 +261,20 @@ struct Kernel {
       v_rows = v_packed;
       ld_v = d_pad;
     }
-    Context ctx{n,    d,    n_pad, q,         shape.ld_q, kt,  v_rows,
-                ld_v, bias, mask,  row_scale, scores,     out, shape.ld_out};
+    Context ctx{n,
+                d,
+                n_pad,
+                q,
+                shape.ld_q,
+                kt,
+                v_rows,
+                ld_v,
+                bias,
+                mask,
+                shape.cosine ? row_scale : nullptr,
+                scores,
+                out,
+                shape.ld_out};
     int64_t i0 = 0;
     for (; i0 + T::kRows <= n; i0 += T::kRows) row_block<T::kRows>(ctx, i0);
     if (i0 < n) row_block_tail<T::kRows - 1>(ctx, i0, static_cast<int>(n - i0));

@@ -1,4 +1,5 @@
-// The plain reference kernel: the same arithmetic as the SIMD kernels, one element at a time.
+// The plain reference kernel, one element at a time. Dot products and sums accumulate in double: this is
+// the path the SIMD kernels are compared with, so it should be the more accurate of the two.
 #include <cmath>
 #include <limits>
 
@@ -31,9 +32,9 @@ void f32_attention_scalar(const AttentionShape &shape, const float *q, const flo
     float row_max = -std::numeric_limits<float>::infinity();
     for (int64_t j = 0; j < n; ++j) {
       const float *kj = k + j * shape.ld_k;
-      float dot = 0.0f;
-      for (int64_t c = 0; c < d; ++c) dot += qi[c] * kj[c];
-      float logit = dot * inv_k_norm[j] * row_scale;
+      double dot = 0.0;
+      for (int64_t c = 0; c < d; ++c) dot += static_cast<double>(qi[c]) * kj[c];
+      float logit = static_cast<float>(dot * inv_k_norm[j] * row_scale);
       if (bias != nullptr) logit += bias[i * n + j];
       if (mask != nullptr) logit += mask[i * n + j];
       scores[j] = logit;
@@ -41,17 +42,17 @@ void f32_attention_scalar(const AttentionShape &shape, const float *q, const flo
     }
     // All logits -inf: every weight is exp(-inf) = 0 and the row comes out zero instead of NaN.
     if (row_max == -std::numeric_limits<float>::infinity()) row_max = 0.0f;
-    float sum = 0.0f;
+    double sum = 0.0;
     for (int64_t j = 0; j < n; ++j) {
       scores[j] = std::exp(scores[j] - row_max);
       sum += scores[j];
     }
-    const float inv_sum = sum == 0.0f ? 0.0f : 1.0f / sum;
+    const double inv_sum = sum == 0.0 ? 0.0 : 1.0 / sum;
     float *oi = out + i * shape.ld_out;
     for (int64_t c = 0; c < d; ++c) {
-      float acc = 0.0f;
-      for (int64_t j = 0; j < n; ++j) acc += scores[j] * v[j * shape.ld_v + c];
-      oi[c] = acc * inv_sum;
+      double acc = 0.0;
+      for (int64_t j = 0; j < n; ++j) acc += static_cast<double>(scores[j]) * v[j * shape.ld_v + c];
+      oi[c] = static_cast<float>(acc * inv_sum);
     }
   }
 }
