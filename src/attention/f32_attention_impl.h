@@ -41,7 +41,50 @@ struct Kernel {
     float *scores;             // [kRows][n_pad]
     float *out;
     int64_t ld_out;
+    // Columns [vector_end, n) (a few, when n is just past a multiple of W) are computed as dot products of
+    // q rows with these scaled key rows, [n - vector_end][d_pad], instead of as mostly empty vectors.
+    int64_t vector_end;
+    const float *key_tail;
+    int64_t d_pad;
   };
+
+  // Few columns past the last full vector: as many FMAs as a full vector costs per row are wasted on
+  // them in a tile, so they are worth their horizontal sums only while they are few.
+  static constexpr int64_t kMaxDotColumns = 2;
+
+  // Logits of rows [i0, i0 + R), columns [vector_end, n), by dot products; updates row_max.
+  template <int R>
+  static inline void logits_dots(const Context &ctx, int64_t i0, V *row_max) {
+    const M last = T::first_lanes(ctx.d - (ctx.d_pad - W));
+    for (int64_t j = ctx.vector_end; j < ctx.n; ++j) {
+      const float *kj = ctx.key_tail + (j - ctx.vector_end) * ctx.d_pad;
+      V acc[R];
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) acc[r] = T::zero();
+      for (int64_t c = 0; c < ctx.d_pad; c += W) {
+        const V kv = T::load(kj + c);
+        const bool partial = c + W > ctx.d;
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) {
+          const float *qr = ctx.q + (i0 + r) * ctx.ld_q + c;
+          acc[r] = T::fmadd(partial ? T::maskz_loadu(last, qr) : T::loadu(qr), kv, acc[r]);
+        }
+      }
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const int64_t i = i0 + r;
+        float x = T::reduce_add(acc[r]);
+        if (ctx.row_scale != nullptr) x *= ctx.row_scale[i];
+        if (ctx.bias != nullptr) x += ctx.bias[i * ctx.n + j];
+        if (ctx.mask != nullptr) x += ctx.mask[i * ctx.n + j];
+        ctx.scores[r * ctx.n_pad + j] = x;
+        row_max[r] = T::max(row_max[r], T::set1(x));
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      for (int64_t j = ctx.n; j < ctx.n_pad; ++j)
+        ctx.scores[r * ctx.n_pad + j] = -std::numeric_limits<float>::infinity();
+  }
 
   // Logits of rows [i0, i0 + R) and columns [j0, j0 + NV*W) into ctx.scores; updates row_max.
   template <int R, int NV>
@@ -132,10 +175,10 @@ struct Kernel {
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) row_max[r] = T::set1(-std::numeric_limits<float>::infinity());
     int64_t j0 = 0;
-    for (; j0 + T::kColVecs * W <= ctx.n_pad; j0 += T::kColVecs * W) {
+    for (; j0 + T::kColVecs * W <= ctx.vector_end; j0 += T::kColVecs * W) {
       logits_tile<R, T::kColVecs>(ctx, i0, j0, row_max);
     }
-    switch ((ctx.n_pad - j0) / W) {
+    switch ((ctx.vector_end - j0 + W - 1) / W) {
       case 0:
         break;
       case 1:
@@ -148,6 +191,7 @@ struct Kernel {
         logits_tile<R, T::kColVecs >= 4 ? 3 : 1>(ctx, i0, j0, row_max);
         break;
     }
+    if (ctx.vector_end < ctx.n) logits_dots<R>(ctx, i0, row_max);
     float inv_sum[R];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
@@ -241,8 +285,15 @@ struct Kernel {
     float *row_scale = kt + d * n_pad;            // [n_pad]
     float *scores = row_scale + n_pad;            // [kRows][n_pad]
     float *v_packed = scores + T::kRows * n_pad;  // [n][d_pad] when needed
+    float *key_tail = v_packed + n * d_pad;       // [kMaxDotColumns][d_pad]
 
     pack_keys(shape, k, scale, kt, n_pad, row_scale);
+    const int64_t n_full = n / W * W;
+    const int64_t vector_end = n_full > 0 && n - n_full <= kMaxDotColumns ? n_full : n_pad;
+    for (int64_t j = vector_end; j < n; ++j) {  // row_scale holds the key scales here (see pack_keys)
+      float *dst = key_tail + (j - vector_end) * d_pad;
+      for (int64_t c = 0; c < d_pad; ++c) dst[c] = c < d ? k[j * shape.ld_k + c] * row_scale[j] : 0.0f;
+    }
     if (shape.cosine) {  // 1 / ||q_i||; plain attention needs no per-row factor
       for (int64_t i = 0; i < n; ++i) {
         const float *qi = q + i * shape.ld_q;
@@ -274,7 +325,10 @@ struct Kernel {
                 shape.cosine ? row_scale : nullptr,
                 scores,
                 out,
-                shape.ld_out};
+                shape.ld_out,
+                vector_end,
+                key_tail,
+                d_pad};
     int64_t i0 = 0;
     for (; i0 + T::kRows <= n; i0 += T::kRows) row_block<T::kRows>(ctx, i0);
     if (i0 < n) row_block_tail<T::kRows - 1>(ctx, i0, static_cast<int>(n - i0));
@@ -284,7 +338,7 @@ struct Kernel {
 // Scratch of Kernel<T>::run for a vector width w and kRows rows.
 inline size_t workspace_floats_for(int64_t n, int64_t d, int64_t w, int64_t rows) {
   const int64_t n_pad = round_up(n, w), d_pad = round_up(d, w);
-  return static_cast<size_t>(d * n_pad + n_pad + rows * n_pad + n * d_pad + 64);
+  return static_cast<size_t>(d * n_pad + n_pad + rows * n_pad + n * d_pad + 2 * d_pad + 64);
 }
 
 }  // namespace attention_impl
