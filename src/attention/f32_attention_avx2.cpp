@@ -70,25 +70,23 @@ struct Avx2 {
     }
   }
 
-  // exp(x) for the x <= 0 of a softmax; see the AVX-512 version. 2^t is built in the exponent field
-  // (t in [-126, 0] after the clamp, so no overflow).
-  static Vec exp(Vec x) {
-    const Vec low = _mm256_set1_ps(-87.0f);
-    const Vec xc = _mm256_max_ps(low, x);  // NaN in x is returned as is
-    const Vec t = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
-                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    Vec r = _mm256_fnmadd_ps(t, _mm256_set1_ps(0.693145751953125f), xc);
-    r = _mm256_fnmadd_ps(t, _mm256_set1_ps(1.428606765330187e-06f), r);
-    Vec p = _mm256_set1_ps(0.008297651074826717f);  // e^r, degree 5, relative error 1.4e-7
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.04191538318991661f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.16667574644088745f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.49998894333839417f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.9999997019767761f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0000001192092896f));
+  // exp(s - m) for a softmax, given m_log2e = m * log2(e); see the AVX-512 version. 2^floor(u) is built
+  // in the exponent field (floor(u) in [-127, 0] after the clamp; results below 2^-126 are zeroed).
+  static Vec exp_diff(Vec s, Vec m_log2e) {
+    const Vec u = _mm256_fmsub_ps(s, _mm256_set1_ps(1.44269504088896341f), m_log2e);
+    const Vec keep = _mm256_cmp_ps(u, _mm256_set1_ps(-126.0f), _CMP_NLT_UQ);  // u >= -126 or NaN
+    const Vec uc = _mm256_max_ps(_mm256_set1_ps(-127.0f), u);                 // NaN in u is returned as is
+    const Vec whole = _mm256_floor_ps(uc);
+    const Vec f = _mm256_sub_ps(uc, whole);
+    Vec p = _mm256_set1_ps(0.0018775761127471924f);
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0.00898934155702591f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0.05582631751894951f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0.24015361070632935f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0.6931530833244324f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0.9999999403953552f));
     const __m256i exponent =
-        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(t), _mm256_set1_epi32(127)), 23);
-    const Vec result = _mm256_mul_ps(p, _mm256_castsi256_ps(exponent));
-    return _mm256_andnot_ps(_mm256_cmp_ps(x, low, _CMP_LT_OQ), result);
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(whole), _mm256_set1_epi32(127)), 23);
+    return _mm256_and_ps(keep, _mm256_mul_ps(p, _mm256_castsi256_ps(exponent)));
   }
 };
 

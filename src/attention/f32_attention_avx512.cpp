@@ -63,24 +63,23 @@ struct Avx512 {
     }
   }
 
-  // exp(x) for the x <= 0 of a softmax: x = t ln2 + r with t integral and |r| <= ln2/2 (Cody-Waite, two
-  // FMAs), e^r by a degree-5 polynomial fitted for relative error (1.4e-7), 2^t by vscalefps. x below -87
-  // (including -inf) gives exactly 0 through the zero-masking of the scalef; NaN stays NaN.
-  static Vec exp(Vec x) {
-    const Vec low = _mm512_set1_ps(-87.0f);
-    const Vec xc = _mm512_max_ps(low, x);  // second operand returned for NaN: keeps NaN
-    const Vec t = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
-                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    Vec r = _mm512_fnmadd_ps(t, _mm512_set1_ps(0.693145751953125f), xc);
-    r = _mm512_fnmadd_ps(t, _mm512_set1_ps(1.428606765330187e-06f), r);
-    Vec p = _mm512_set1_ps(0.008297651074826717f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.04191538318991661f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.16667574644088745f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.49998894333839417f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.9999997019767761f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0000001192092896f));
-    const __mmask16 keep = _mm512_cmp_ps_mask(x, low, _CMP_NLT_UQ);  // x >= -87 or NaN
-    return _mm512_maskz_scalef_ps(keep, p, t);
+  // exp(s - m) for a softmax, given m_log2e = m * log2(e): u = s log2(e) - m_log2e in one FMA (the rounding
+  // of m_log2e is common to the row and cancels in the normalisation); 2^u = 2^floor(u) * 2^f with
+  // f = u - floor(u) from vreduceps, 2^f by a degree-5 polynomial fitted for relative error (9e-8) on
+  // [0, 1), and 2^floor(u) by vscalefps. u below -126 (including -inf) gives exactly 0, never a
+  // denormal; NaN stays NaN.
+  static Vec exp_diff(Vec s, Vec m_log2e) {
+    const Vec u = _mm512_fmsub_ps(s, _mm512_set1_ps(1.44269504088896341f), m_log2e);
+    const __mmask16 keep = _mm512_cmp_ps_mask(u, _mm512_set1_ps(-126.0f), _CMP_NLT_UQ);  // u >= -126 or NaN
+    const Vec uc = _mm512_max_ps(_mm512_set1_ps(-127.0f), u);  // second operand returned for NaN
+    const Vec f = _mm512_reduce_ps(uc, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    Vec p = _mm512_set1_ps(0.0018775761127471924f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.00898934155702591f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.05582631751894951f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.24015361070632935f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.6931530833244324f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.9999999403953552f));
+    return _mm512_maskz_scalef_ps(keep, p, uc);
   }
 };
 

@@ -197,11 +197,11 @@ struct Kernel {
     for (int r = 0; r < R; ++r) {
       float m = T::reduce_max(row_max[r]);
       if (m == -std::numeric_limits<float>::infinity()) m = 0.0f;  // fully masked row: weights 0, output 0
-      const V vm = T::set1(m);
+      const V m_log2e = T::set1(m * 1.44269504088896341f);
       V sum = T::zero();
       float *row = ctx.scores + r * ctx.n_pad;
       for (int64_t j = 0; j < ctx.n_pad; j += W) {
-        const V p = T::exp(T::sub(T::load(row + j), vm));
+        const V p = T::exp_diff(T::load(row + j), m_log2e);
         T::store(row + j, p);
         sum = T::add(sum, p);
       }
