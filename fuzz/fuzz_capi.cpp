@@ -259,6 +259,8 @@ enum class Expect { kOk, kFail, kAny };
 // The checks every call gets. prev_msg: the error message before the call.
 void check_status(winattn_status s, Expect expect, const std::string &prev_msg) {
   const int si = static_cast<int>(s);
+  static const bool verbose = getenv("WINATTN_FUZZ_VERBOSE") != nullptr;
+  if (verbose) fprintf(stderr, "fuzz_capi   -> status %d\n", si);
   CHECK(si >= 0 && si <= 4, "status %d is not a winattn_status value", si);
   const char *name = winattn_status_string(s);
   CHECK(name != nullptr && name[0] != '\0', "winattn_status_string(%d) empty", si);
@@ -737,7 +739,7 @@ void op_window_attention(Reader &r) {
         if (kind == 0 || kind > 2) mask.p[i] = 0.0f;
         if (kind == 1) mask.p[i] = -100.0f;
         if (kind == 2) mask.p[i] = -std::numeric_limits<float>::infinity();
-        if (mm % 16 == 5 && i % static_cast<size_t>(n) != 0)
+        if (mm % 16 == 5 && n > 0 && i % static_cast<size_t>(n) != 0)
           mask.p[i] = -std::numeric_limits<float>::infinity();
       }
   }
@@ -898,6 +900,14 @@ struct Weights {
   Buf<float> qkv_w, qkv_b, proj_w, proj_b, rpb, logit, cpb_w1, cpb_b1, cpb_w2;
 };
 
+// The library rejects a NaN logit_scale (INVALID_ARGUMENT), which the header does not list as an error:
+// calls with one may succeed or fail.
+bool has_nan(const Buf<float> &b) {
+  for (size_t i = 0; i < b.n; ++i)
+    if (std::isnan(b.p[i])) return true;
+  return false;
+}
+
 bool weights_bounded(const Weights &w) {
   for (const Buf<float> *b :
        {&w.qkv_w, &w.qkv_b, &w.proj_w, &w.proj_b, &w.rpb, &w.logit, &w.cpb_w1, &w.cpb_b1, &w.cpb_w2})
@@ -1025,8 +1035,8 @@ void op_stateless_layer(Reader &r) {
   add_weights(frozen_w, w);
   frozen_w.add(&args, sizeof args, "args");
   const winattn_window_attention_args *ap = null_which == 0 ? nullptr : &args;
-  run_activation(r, L, true, bounded, batch, grid, false, null_which == 1, null_which == 2, valid,
-                 "shifted_window_attention", [&](const float *in, const int64_t *, float *out) {
+  run_activation(r, L, !has_nan(w.logit), bounded, batch, grid, false, null_which == 1, null_which == 2,
+                 valid, "shifted_window_attention", [&](const float *in, const int64_t *, float *out) {
                    return winattn_shifted_window_attention(ap, in, out);
                  });
   frozen_w.check("shifted_window_attention");
@@ -1083,6 +1093,7 @@ void op_layer(Reader &r) {
   if (flags) valid = false;
   fill_all(r, w);
   const bool bounded = weights_bounded(w);
+  if (has_nan(w.logit)) any = true;
   winattn_layer_desc desc;
   std::memset(&desc, 0x5A, sizeof desc);
   desc.channels = L.channels;
