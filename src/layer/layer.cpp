@@ -1,5 +1,7 @@
 #include "layer/layer.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -16,18 +18,18 @@
 namespace winattn {
 namespace {
 
-// Rows of one chunk: enough for the projections to run near peak, few enough that the chunk's input,
-// qkv and output (4 * rows * C floats) stay in a 1 MiB L2. Depends on the shapes only, never on the
-// thread count, so results are bit-identical for every thread count.
+// Windows per chunk: enough rows for the projections to run near peak, few enough that the chunk's input,
+// qkv and output (4 * rows * C floats) stay in a 1 MiB L2; then evened out over the chunks. Depends on the
+// shapes only, never on the thread count, so results are bit-identical for every thread count.
 int64_t windows_per_chunk(int64_t tokens, int64_t channels, int64_t total_windows) {
-  int64_t target_rows = 98304 / channels;  // ~384 KiB of activations per chunk
+  int64_t target_rows = 24576 / channels;  // ~384 KiB of activations
   if (const char *env = std::getenv("WINATTN_LAYER_CHUNK_ROWS")) {
     const long value = std::strtol(env, nullptr, 10);
     if (value > 0) target_rows = value;
   }
-  int64_t windows = target_rows / tokens;
-  windows = std::max<int64_t>(windows, 1);
-  return std::min(windows, total_windows);
+  const int64_t target = std::min(std::max<int64_t>(target_rows / tokens, 1), total_windows);
+  const int64_t chunks = (total_windows + target - 1) / target;
+  return (total_windows + chunks - 1) / chunks;
 }
 
 }  // namespace
@@ -101,11 +103,15 @@ void WindowAttentionLayer::forward(const float *input, int64_t batch, const int6
   const int64_t tasks = (total_windows + chunk - 1) / chunk;
   const int threads = static_cast<int>(std::min<int64_t>(effective_num_threads(), tasks));
   const int64_t rows = chunk * n;
+  // Every chunk runs the projections on `rows` rows (the last one with zero rows after its windows), so
+  // one primitive per projection serves the whole call.
+  const auto qkv_plan = qkv_->prepare(rows);
+  const auto proj_plan = proj_->prepare(rows);
   // Per thread: x [rows][C] (input, then attention output), qkv [rows][3C] (then projection output),
   // attention scratch, oneDNN scratchpads.
   const size_t attention_floats = (attention_workspace_floats(n, head_dim_) + 15) / 16 * 16;
   const size_t scratch_floats =
-      (std::max(qkv_->scratchpad_bytes(), proj_->scratchpad_bytes()) + 63) / 64 * 16;
+      (std::max(Linear::scratchpad_bytes(*qkv_plan), Linear::scratchpad_bytes(*proj_plan)) + 63) / 64 * 16;
   const size_t per_thread = static_cast<size_t>(rows * c) + static_cast<size_t>(rows * 3 * c) +
                             attention_floats + scratch_floats + 64;
   AlignedBuffer workspace(per_thread * static_cast<size_t>(threads));
@@ -117,6 +123,10 @@ void WindowAttentionLayer::forward(const float *input, int64_t batch, const int6
 
 #pragma omp parallel num_threads(threads)
   {
+    // oneDNN runs each matmul on the calling thread: without this, a 1-thread region is inactive and
+    // oneDNN would open its own team of omp_get_max_threads() threads inside it. The setting is this
+    // implicit task's own and ends with the region.
+    omp_set_num_threads(1);
     float *x = workspace.data() + per_thread * static_cast<size_t>(thread_index());
     float *qkv = x + rows * c;
     float *scratch = qkv + rows * 3 * c;
@@ -132,7 +142,9 @@ void WindowAttentionLayer::forward(const float *input, int64_t batch, const int6
       const int64_t first = task * chunk;
       const int64_t count = std::min(chunk, total_windows - first);
       gather_windows(g, input, first, count, x);
-      if (!qkv_->forward(x, count * n, qkv, dnnl_scratch)) {
+      if (count < chunk)
+        std::memset(x + count * n * c, 0, sizeof(float) * static_cast<size_t>((chunk - count) * n * c));
+      if (!qkv_->forward(*qkv_plan, x, qkv, dnnl_scratch)) {
         failed.store(true);
         continue;
       }
@@ -149,7 +161,7 @@ void WindowAttentionLayer::forward(const float *input, int64_t batch, const int6
                  bias != nullptr ? bias + h * n * n : nullptr, mask, x + w * n * c + h * head_dim, scratch);
         }
       }
-      if (!proj_->forward(x, count * n, qkv, dnnl_scratch)) {
+      if (!proj_->forward(*proj_plan, x, qkv, dnnl_scratch)) {
         failed.store(true);
         continue;
       }

@@ -3,6 +3,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include <string>
+#include <unordered_map>
 
 #include "common/error.h"
 
@@ -10,88 +11,111 @@ namespace winattn {
 
 using dnnl::memory;
 
-struct Linear::Impl {
-  int64_t in = 0, out = 0;
-  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
-  dnnl::matmul::primitive_desc pd;
+struct Linear::Plan {
+  int64_t rows = 0;
   dnnl::matmul matmul;
-  memory weights, bias;
-  bool has_bias = false;
+  memory::desc src_md, dst_md;
+  std::shared_ptr<const memory> weights;
+  size_t scratchpad_bytes = 0;
+  memory::desc scratchpad_md;
 };
 
+struct Linear::Impl {
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  std::vector<float> weight;  // [out][in] as given
+  bool has_bias = false;
+  memory bias;
+  std::mutex mutex;
+  std::map<int64_t, std::shared_ptr<const Plan>> plans;       // by row count
+  std::vector<std::shared_ptr<const memory>> packed_weights;  // one per layout in use
+};
+
+namespace {
+
+[[noreturn]] void rethrow_dnnl(const dnnl::error &e, const char *what) {
+  if (e.status == dnnl_out_of_memory) throw Error(WINATTN_STATUS_OUT_OF_MEMORY, "oneDNN: out of memory");
+  throw Error(WINATTN_STATUS_INTERNAL_ERROR, std::string(what) + ": " + e.what());
+}
+
+}  // namespace
+
 Linear::Linear(const float *weight, const float *bias, int64_t in_features, int64_t out_features)
-    : impl_(new Impl) {
-  Impl &m = *impl_;
-  m.in = in_features;
-  m.out = out_features;
-  m.has_bias = bias != nullptr;
+    : in_(in_features), out_(out_features), impl_(new Impl) {
+  impl_->weight.assign(weight, weight + in_features * out_features);
+  impl_->has_bias = bias != nullptr;
   try {
-    const memory::dims src_dims = {DNNL_RUNTIME_DIM_VAL, in_features};
-    const memory::desc src_md(src_dims, memory::data_type::f32, memory::format_tag::ab);
-    const memory::desc dst_md({DNNL_RUNTIME_DIM_VAL, out_features}, memory::data_type::f32,
-                              memory::format_tag::ab);
-    // Weights as a [in][out] matrix; nn.Linear's [out][in] storage is its "ba" layout.
-    const memory::desc user_weights_md({in_features, out_features}, memory::data_type::f32,
-                                       memory::format_tag::ba);
-    const memory::desc weights_md({in_features, out_features}, memory::data_type::f32,
-                                  memory::format_tag::any);
-    const memory::desc bias_md({1, out_features}, memory::data_type::f32, memory::format_tag::ab);
-    dnnl::primitive_attr attr;
-    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-    try {
-      m.pd = m.has_bias ? dnnl::matmul::primitive_desc({src_md, weights_md, bias_md, dst_md}, attr, m.engine)
-                        : dnnl::matmul::primitive_desc({src_md, weights_md, dst_md}, attr, m.engine);
-    } catch (const dnnl::error &) {
-      // Some implementations cannot choose a weights layout with a run-time row count: use the plain one.
-      const memory::desc plain_md({in_features, out_features}, memory::data_type::f32,
-                                  memory::format_tag::ab);
-      m.pd = m.has_bias ? dnnl::matmul::primitive_desc({src_md, plain_md, bias_md, dst_md}, attr, m.engine)
-                        : dnnl::matmul::primitive_desc({src_md, plain_md, dst_md}, attr, m.engine);
-    }
-    m.matmul = dnnl::matmul(m.pd);
-    dnnl::stream stream(m.engine);
-    memory user_weights(user_weights_md, m.engine, const_cast<float *>(weight));
-    m.weights = memory(m.pd.weights_desc(), m.engine);
-    dnnl::reorder(user_weights, m.weights).execute(stream, user_weights, m.weights);
-    if (m.has_bias) {
-      m.bias = memory(bias_md, m.engine);
-      float *dst = static_cast<float *>(m.bias.get_data_handle());
+    if (bias != nullptr) {
+      impl_->bias =
+          memory({{1, out_features}, memory::data_type::f32, memory::format_tag::ab}, impl_->engine);
+      float *dst = static_cast<float *>(impl_->bias.get_data_handle());
       for (int64_t o = 0; o < out_features; ++o) dst[o] = bias[o];
     }
-    stream.wait();
   } catch (const dnnl::error &e) {
-    if (e.status == dnnl_out_of_memory) throw Error(WINATTN_STATUS_OUT_OF_MEMORY, "oneDNN: out of memory");
-    throw Error(WINATTN_STATUS_INTERNAL_ERROR, std::string("oneDNN matmul setup failed: ") + e.what());
+    rethrow_dnnl(e, "oneDNN bias setup failed");
   }
 }
 
 Linear::~Linear() = default;
 
-int64_t Linear::in_features() const {
-  return impl_->in;
-}
-int64_t Linear::out_features() const {
-  return impl_->out;
-}
-size_t Linear::scratchpad_bytes() const {
-  return impl_->pd.scratchpad_desc().get_size();
+std::shared_ptr<const Linear::Plan> Linear::prepare(int64_t rows) const {
+  Impl &m = *impl_;
+  std::lock_guard<std::mutex> lock(m.mutex);
+  auto found = m.plans.find(rows);
+  if (found != m.plans.end()) return found->second;
+  auto plan = std::make_shared<Plan>();
+  plan->rows = rows;
+  try {
+    plan->src_md = memory::desc({rows, in_}, memory::data_type::f32, memory::format_tag::ab);
+    plan->dst_md = memory::desc({rows, out_}, memory::data_type::f32, memory::format_tag::ab);
+    const memory::desc weights_md({in_, out_}, memory::data_type::f32, memory::format_tag::any);
+    const memory::desc bias_md({1, out_}, memory::data_type::f32, memory::format_tag::ab);
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    const auto pd =
+        m.has_bias
+            ? dnnl::matmul::primitive_desc({plan->src_md, weights_md, bias_md, plan->dst_md}, attr, m.engine)
+            : dnnl::matmul::primitive_desc({plan->src_md, weights_md, plan->dst_md}, attr, m.engine);
+    plan->matmul = dnnl::matmul(pd);
+    plan->scratchpad_md = pd.scratchpad_desc();
+    plan->scratchpad_bytes = plan->scratchpad_md.get_size();
+    for (const auto &packed : m.packed_weights) {
+      if (packed->get_desc() == pd.weights_desc()) plan->weights = packed;
+    }
+    if (!plan->weights) {
+      // nn.Linear's [out][in] storage is the "ba" layout of the [in][out] weights matrix.
+      const memory::desc user_md({in_, out_}, memory::data_type::f32, memory::format_tag::ba);
+      memory user(user_md, m.engine, m.weight.data());
+      auto packed = std::make_shared<memory>(pd.weights_desc(), m.engine);
+      dnnl::stream stream(m.engine);
+      dnnl::reorder(user, *packed).execute(stream, user, *packed);
+      stream.wait();
+      m.packed_weights.push_back(packed);
+      plan->weights = packed;
+    }
+  } catch (const dnnl::error &e) {
+    rethrow_dnnl(e, "oneDNN matmul setup failed");
+  }
+  m.plans.emplace(rows, plan);
+  return plan;
 }
 
-bool Linear::forward(const float *src, int64_t rows, float *dst, void *scratchpad) const noexcept {
+size_t Linear::scratchpad_bytes(const Plan &plan) {
+  return plan.scratchpad_bytes;
+}
+
+bool Linear::forward(const Plan &plan, const float *src, float *dst, void *scratchpad) const noexcept {
   try {
     const Impl &m = *impl_;
-    const memory::desc src_md({rows, m.in}, memory::data_type::f32, memory::format_tag::ab);
-    const memory::desc dst_md({rows, m.out}, memory::data_type::f32, memory::format_tag::ab);
     dnnl::stream stream(m.engine);
-    memory src_mem(src_md, m.engine, const_cast<float *>(src));
-    memory dst_mem(dst_md, m.engine, dst);
-    memory scratch_mem(m.pd.scratchpad_desc(), m.engine, scratchpad);
+    memory src_mem(plan.src_md, m.engine, const_cast<float *>(src));
+    memory dst_mem(plan.dst_md, m.engine, dst);
+    memory scratch_mem(plan.scratchpad_md, m.engine, scratchpad);
     std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, src_mem},
-                                            {DNNL_ARG_WEIGHTS, m.weights},
+                                            {DNNL_ARG_WEIGHTS, *plan.weights},
                                             {DNNL_ARG_DST, dst_mem},
                                             {DNNL_ARG_SCRATCHPAD, scratch_mem}};
     if (m.has_bias) args.insert({DNNL_ARG_BIAS, m.bias});
-    m.matmul.execute(stream, args);
+    plan.matmul.execute(stream, args);
     stream.wait();
     return true;
   } catch (...) {

@@ -1,32 +1,44 @@
-// nn.Linear through oneDNN: dst[m][o] = sum_i src[m][i] * weight[o][i] + bias[o]. The matmul primitive is
-// built once with a run-time row count and the weights reordered once into the layout it prefers, so
-// forward only runs it. forward is thread-safe (each call uses its own stream and scratchpad) and, called
-// inside an OpenMP region, runs on the calling thread only.
+// nn.Linear through oneDNN: dst[m][o] = sum_i src[m][i] * weight[o][i] + bias[o].
+//
+// A matmul primitive is made per row count (the layer uses one or two row counts per input shape) with the
+// weights in the layout that primitive prefers, reordered once per layout and cached: a fixed row count
+// lets oneDNN use its brgemm kernels with the bias fused, where a run-time row count falls back to a GEMM
+// whose bias pass is generated on every call. prepare() may throw and runs outside parallel regions;
+// forward() never throws, runs on the calling thread (inside an OpenMP region it is single-threaded) and
+// may be called concurrently.
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <vector>
 
 namespace winattn {
 
 class Linear {
  public:
+  struct Plan;  // a primitive for one row count, with its packed weights
+
   // weight: [out_features][in_features] (nn.Linear), bias: [out_features] or nullptr. Copies both.
   Linear(const float *weight, const float *bias, int64_t in_features, int64_t out_features);
   ~Linear();
   Linear(const Linear &) = delete;
   Linear &operator=(const Linear &) = delete;
 
-  int64_t in_features() const;
-  int64_t out_features() const;
-  // Bytes of scratch forward needs (per concurrent call).
-  size_t scratchpad_bytes() const;
-  // src: [rows][in_features] dense, dst: [rows][out_features] dense. scratchpad: scratchpad_bytes() bytes.
-  // Returns false on a oneDNN failure (never throws: callable inside OpenMP regions).
-  bool forward(const float *src, int64_t rows, float *dst, void *scratchpad) const noexcept;
+  int64_t in_features() const { return in_; }
+  int64_t out_features() const { return out_; }
+
+  // The plan for `rows` rows (created once, then cached; thread-safe). Throws Error.
+  std::shared_ptr<const Plan> prepare(int64_t rows) const;
+  // Bytes of scratch forward(plan, ...) needs.
+  static size_t scratchpad_bytes(const Plan &plan);
+  // src: [rows][in_features], dst: [rows][out_features], dense; rows as prepared. False on a oneDNN error.
+  bool forward(const Plan &plan, const float *src, float *dst, void *scratchpad) const noexcept;
 
  private:
   struct Impl;
+  int64_t in_, out_;
   std::unique_ptr<Impl> impl_;
 };
 
