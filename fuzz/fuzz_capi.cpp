@@ -594,7 +594,7 @@ void op_shifted_window_mask(Reader &r) {
     if (s < 220)
       shift[d] = window[d] > 0 ? s % window[d] : 0;
     else
-      shift[d] = s % 2 ? window[d] : r.dim(8) - 9;
+      shift[d] = s % 2 ? window[d] : -1 - r.u8() % 8;
   }
   const uint8_t nulls = r.u8();
   const int null_which = nulls >= 236 ? nulls % 4 : -1;
@@ -1080,8 +1080,8 @@ void op_layer(Reader &r) {
   const bool missing = !w.qkv_w.p || !w.proj_w.p || (use_qkv_b && !w.qkv_b.p) ||
                        (use_proj_b && !w.proj_b.p) || (v2 && !w.logit.p) || ((variant == 0) && !w.rpb.p) ||
                        ((variant == 2 || variant == 8) && (!w.cpb_w1.p || !w.cpb_w2.p));
-  const bool big =
-      L.N > 343 || mul(L.heads, mul(L.N, L.N)) > kMaxElems || mul(rows, mul(L.heads, hidden + 4)) > kMaxWork;
+  const bool big = L.N > 343 || mul(L.heads, mul(L.N, L.N)) > kMaxElems ||
+                   mul(rows, mul(L.heads, i128(hidden) + 4)) > kMaxWork;
   if (valid && (missing || big)) {
     valid = false;
     w.qkv_w = Buf<float>();
