@@ -34,13 +34,13 @@ void window_attention(int64_t num_windows, int64_t num_heads, int64_t n, int64_t
   const int64_t items = num_windows * num_heads;
   const int threads = static_cast<int>(std::min<int64_t>(effective_num_threads(), items));
   const size_t per_thread = (attention_workspace_floats(n, head_dim) + 15) / 16 * 16;
-  AlignedBuffer workspace(per_thread * static_cast<size_t>(threads));  // may throw: before any output
+  float *const base =
+      thread_scratch(per_thread * static_cast<size_t>(threads));  // may throw: before any output
   AttentionShape shape;
   shape.n = n;
   shape.head_dim = head_dim;
   shape.ld_q = shape.ld_k = shape.ld_v = shape.ld_out = head_dim;
   const int64_t head_stride = n * head_dim;
-  float *base = workspace.data();
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t item = 0; item < items; ++item) {
     const int64_t w = item / num_heads, h = item % num_heads;

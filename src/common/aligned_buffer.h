@@ -46,3 +46,16 @@ class AlignedBuffer {
 };
 
 }  // namespace winattn
+
+namespace winattn {
+
+// Scratch memory of the calling thread, kept between calls (grown when a call needs more, freed when the
+// thread exits), so a steady stream of forwards allocates nothing. Valid until the next call on the same
+// thread; one user at a time per thread.
+inline float *thread_scratch(size_t count) {
+  thread_local AlignedBuffer buffer;
+  if (buffer.size() < count) buffer.resize(count + count / 4);
+  return buffer.data();
+}
+
+}  // namespace winattn

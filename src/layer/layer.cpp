@@ -114,7 +114,7 @@ void WindowAttentionLayer::forward(const float *input, int64_t batch, const int6
       (std::max(Linear::scratchpad_bytes(*qkv_plan), Linear::scratchpad_bytes(*proj_plan)) + 63) / 64 * 16;
   const size_t per_thread = static_cast<size_t>(rows * c) + static_cast<size_t>(rows * 3 * c) +
                             attention_floats + scratch_floats + 64;
-  AlignedBuffer workspace(per_thread * static_cast<size_t>(threads));
+  float *const workspace = thread_scratch(per_thread * static_cast<size_t>(threads));
   const AttentionFn kernel = select_attention_kernel(active_isa());
   const float *bias = bias_.empty() ? nullptr : bias_.data();
   const int64_t head_dim = head_dim_, heads = num_heads_;
@@ -127,7 +127,7 @@ void WindowAttentionLayer::forward(const float *input, int64_t batch, const int6
     // oneDNN would open its own team of omp_get_max_threads() threads inside it. The setting is this
     // implicit task's own and ends with the region.
     omp_set_num_threads(1);
-    float *x = workspace.data() + per_thread * static_cast<size_t>(thread_index());
+    float *x = workspace + per_thread * static_cast<size_t>(thread_index());
     float *qkv = x + rows * c;
     float *scratch = qkv + rows * 3 * c;
     void *dnnl_scratch = scratch + attention_floats;
