@@ -1,5 +1,6 @@
 #include "projection/linear.h"
 
+#include <omp.h>
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include <cstdio>
@@ -131,9 +132,20 @@ std::shared_ptr<const Linear::Plan> Linear::prepare(int64_t rows) const {
       const memory::desc user_md({in_, out_}, memory::data_type::f32, memory::format_tag::ba);
       memory user(user_md, m.engine, m.weight.data());
       auto packed = std::make_shared<memory>(weights_md, m.engine);
-      dnnl::stream stream(m.engine);
-      dnnl::reorder(user, *packed).execute(stream, user, *packed);
-      stream.wait();
+      // Single-threaded: a small copy, not worth waking (or waiting for) a team of threads.
+      bool reordered = false;
+#pragma omp parallel num_threads(1)
+      {
+        omp_set_num_threads(1);
+        try {
+          dnnl::stream stream(m.engine);
+          dnnl::reorder(user, *packed).execute(stream, user, *packed);
+          stream.wait();
+          reordered = true;
+        } catch (...) {
+        }
+      }
+      if (!reordered) throw Error(WINATTN_STATUS_INTERNAL_ERROR, "oneDNN weights reorder failed");
       m.packed_weights.push_back(packed);
       plan->weights = packed;
     }
