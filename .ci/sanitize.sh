@@ -7,7 +7,7 @@
 # Exits non-zero when any part fails; prints a summary at the end. Runs in about 10 minutes on 2 cores.
 #
 # Environment: WINATTN_FUZZ_SECONDS (60), WINATTN_STRESS_ITERS (calls per thread and phase under the
-# sanitizers, 40), WINATTN_JOBS (build parallelism, 2), WINATTN_SANITIZE_PARTS (default "asan fuzz tsan").
+# sanitizers, 100), WINATTN_JOBS (build parallelism, 2), WINATTN_SANITIZE_PARTS (default "asan fuzz tsan").
 #
 # Notes on the toolchains (see also tests/stress/*.supp):
 # - gcc links its sanitizer runtimes as shared libraries, which libwinattn.so (linked with -Wl,--no-undefined)
@@ -24,7 +24,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 JOBS=${WINATTN_JOBS:-2}
 FUZZ_SECONDS=${WINATTN_FUZZ_SECONDS:-60}
-STRESS_ITERS=${WINATTN_STRESS_ITERS:-40}
+STRESS_ITERS=${WINATTN_STRESS_ITERS:-100}
 PARTS=${WINATTN_SANITIZE_PARTS:-asan fuzz tsan}
 SUPP_DIR=$ROOT/tests/stress
 START=$(date +%s)
