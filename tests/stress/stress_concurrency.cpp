@@ -11,7 +11,7 @@
 // run. Each result must equal the serial result of one of the ISAs bit for bit, or else be within
 // tolerance of the native one (counted and printed as "not bitwise equal to any ISA").
 //
-// Environment: WINATTN_STRESS_ITERS (calls per worker per phase, default 2000: ~15 s in Release on 2 cores),
+// Environment: WINATTN_STRESS_ITERS (calls per worker per phase, default 8000: ~12 s in Release on 2 cores),
 // WINATTN_STRESS_MAX_OMP (largest value given to winattn_set_num_threads, default 4; 1 under TSan, whose
 // runtime does not see libgomp's synchronisation).
 #include <winattn/winattn.h>
@@ -342,7 +342,7 @@ bool run_phase(const Shared &sh, bool isa_phase, int iters, int max_omp) {
 }  // namespace
 
 int main() {
-  const int iters = env_int("WINATTN_STRESS_ITERS", 2000);
+  const int iters = env_int("WINATTN_STRESS_ITERS", 8000);
   const int max_omp = env_int("WINATTN_STRESS_MAX_OMP", 4);
   printf("winattn %s stress: %d workers, %d iterations per phase, set_num_threads 0..%d\n", winattn_version(),
          kWorkers, iters, max_omp);
