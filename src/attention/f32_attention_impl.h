@@ -240,6 +240,21 @@ struct Kernel {
     }
   }
 
+  // sum of x[c]^2 over c < d, in vectors (a scalar loop is one long FMA dependency chain).
+  static float squared_norm(const float *x, int64_t d) {
+    V acc = T::zero();
+    int64_t c = 0;
+    for (; c + W <= d; c += W) {
+      const V v = T::loadu(x + c);
+      acc = T::fmadd(v, v, acc);
+    }
+    if (c < d) {
+      const V v = T::maskz_loadu(T::first_lanes(d - c), x + c);
+      acc = T::fmadd(v, v, acc);
+    }
+    return T::reduce_add(acc);
+  }
+
   // kt[c][j] = scale * k[j][c] (and / ||k_j|| for cosine attention), zero for j in [n, n_pad): W x W
   // blocks loaded as rows and transposed in registers. Folding the scale into the keys saves a multiply
   // per logit. key_scale: n_pad floats of scratch.
@@ -248,12 +263,8 @@ struct Kernel {
     const int64_t n = shape.n, d = shape.head_dim;
     for (int64_t j = 0; j < n; ++j) {
       key_scale[j] = scale;
-      if (shape.cosine) {
-        const float *kj = k + j * shape.ld_k;
-        float sum = 0.0f;
-        for (int64_t c = 0; c < d; ++c) sum += kj[c] * kj[c];
-        key_scale[j] = scale / std::fmax(std::sqrt(sum), 1e-12f);
-      }
+      if (shape.cosine)
+        key_scale[j] = scale / std::fmax(std::sqrt(squared_norm(k + j * shape.ld_k, d)), 1e-12f);
     }
     for (int64_t j0 = 0; j0 < n_pad; j0 += W) {
       for (int64_t c0 = 0; c0 < d; c0 += W) {
@@ -296,10 +307,7 @@ struct Kernel {
     }
     if (shape.cosine) {  // 1 / ||q_i||; plain attention needs no per-row factor
       for (int64_t i = 0; i < n; ++i) {
-        const float *qi = q + i * shape.ld_q;
-        float sum = 0.0f;
-        for (int64_t c = 0; c < d; ++c) sum += qi[c] * qi[c];
-        row_scale[i] = 1.0f / std::fmax(std::sqrt(sum), 1e-12f);
+        row_scale[i] = 1.0f / std::fmax(std::sqrt(squared_norm(q + i * shape.ld_q, d)), 1e-12f);
       }
     }
     const float *v_rows = v;

@@ -1,3 +1,5 @@
+#include <xmmintrin.h>
+
 #include <algorithm>
 
 #include "attention/attention.h"
@@ -48,6 +50,16 @@ void window_attention(int64_t num_windows, int64_t num_heads, int64_t n, int64_t
     const float *head_bias = bias != nullptr ? bias + h * n * n : nullptr;
     const float *window_mask = mask != nullptr ? mask + (w % mask_windows) * n * n : nullptr;
     float *scratch = base + per_thread * static_cast<size_t>(thread_index());
+    if (item + 1 < items) {
+      // The next (window, head) into L2 while this one computes: for batches larger than the caches the
+      // kernel otherwise waits on memory for its first touch of q, k and v.
+      const size_t next = offset + static_cast<size_t>(head_stride);
+      for (int64_t b = 0; b < head_stride; b += 16) {
+        _mm_prefetch(reinterpret_cast<const char *>(q + next + b), _MM_HINT_T1);
+        _mm_prefetch(reinterpret_cast<const char *>(k + next + b), _MM_HINT_T1);
+        _mm_prefetch(reinterpret_cast<const char *>(v + next + b), _MM_HINT_T1);
+      }
+    }
     kernel(shape, q + offset, k + offset, v + offset, scale, head_bias, window_mask, out + offset, scratch);
   }
 }
