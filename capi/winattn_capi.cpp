@@ -130,7 +130,11 @@ void validate_finite_logit_scale(const float *logit_scale, int64_t num_heads) {
 extern "C" {
 
 const char *winattn_status_string(winattn_status status) {
-  switch (status) {
+  // A C caller may pass any int: read it as one (an out-of-range enum value is undefined in C++).
+  int value = 0;
+  static_assert(sizeof value == sizeof status, "winattn_status is int-sized");
+  std::memcpy(&value, &status, sizeof value);
+  switch (value) {
     case WINATTN_STATUS_OK:
       return "ok";
     case WINATTN_STATUS_INVALID_ARGUMENT:
@@ -324,11 +328,13 @@ winattn_status winattn_layer_create(const winattn_layer_desc *desc, winattn_laye
     require_not_null(desc->qkv_weight, "desc->qkv_weight");
     require_not_null(desc->proj_weight, "desc->proj_weight");
     if (desc->flags != 0) invalid_argument("desc->flags must be 0, got 0x%x", desc->flags);
-    if (desc->compute_dtype != WINATTN_DTYPE_F32 && desc->compute_dtype != WINATTN_DTYPE_BF16) {
-      invalid_argument("desc->compute_dtype %d is not a winattn_dtype",
-                       static_cast<int>(desc->compute_dtype));
+    int dtype = 0;  // read as an int: a C caller may store any value in the enum field
+    static_assert(sizeof dtype == sizeof desc->compute_dtype, "winattn_dtype is int-sized");
+    std::memcpy(&dtype, &desc->compute_dtype, sizeof dtype);
+    if (dtype != WINATTN_DTYPE_F32 && dtype != WINATTN_DTYPE_BF16) {
+      invalid_argument("desc->compute_dtype %d is not a winattn_dtype", dtype);
     }
-    if (desc->compute_dtype == WINATTN_DTYPE_BF16) {
+    if (dtype == WINATTN_DTYPE_BF16) {
       unsupported("desc->compute_dtype WINATTN_DTYPE_BF16 is not implemented in this version; use F32");
     }
     const int64_t n = validate_layer_geometry(desc->channels, desc->num_heads, desc->window, desc->shift);

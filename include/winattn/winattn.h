@@ -188,8 +188,8 @@ typedef struct winattn_window_attention_args {
 
 /* Runs the layer described by args on input, writing output (same shape as input).
    Errors: NULL args/input/output or weights, sizes <= 0, channels % num_heads != 0, shifts out of range,
-   non-zero flags, sizes that overflow, output overlapping input. OUT_OF_MEMORY when the workspace cannot be
-   allocated. */
+   non-zero flags, sizes that overflow, output overlapping input, a NaN logit_scale entry. OUT_OF_MEMORY
+   when the workspace cannot be allocated. */
 WINATTN_API winattn_status winattn_shifted_window_attention(const winattn_window_attention_args *args,
                                                             const float *input, float *output);
 
@@ -221,8 +221,8 @@ typedef struct winattn_layer_desc {
    v1: relative_position_bias_table set (or NULL for no bias), logit_scale NULL, cpb_* NULL.
    v2: logit_scale set; cpb_weight1/cpb_bias1/cpb_weight2/cpb_hidden give the continuous position bias
    (2D windows only: window[0] == 1), or all NULL/0 for none; relative_position_bias_table must be NULL.
-   Errors: as winattn_shifted_window_attention, plus an unknown compute_dtype (INVALID_ARGUMENT), BF16
-   (UNSUPPORTED in this version), an inconsistent v1/v2 description. */
+   Errors: as winattn_shifted_window_attention (including a NaN logit_scale entry), plus an unknown
+   compute_dtype (INVALID_ARGUMENT), BF16 (UNSUPPORTED in this version), an inconsistent v1/v2 description. */
 WINATTN_API winattn_status winattn_layer_create(const winattn_layer_desc *desc, winattn_layer **layer);
 
 /* Runs the layer: input and output [batch][grid[0]][grid[1]][grid[2]][channels]; same semantics as

@@ -197,13 +197,25 @@ struct Kernel {
     for (int r = 0; r < R; ++r) {
       float m = T::reduce_max(row_max[r]);
       if (m == -std::numeric_limits<float>::infinity()) m = 0.0f;  // fully masked row: weights 0, output 0
-      const V m_log2e = T::set1(m * 1.44269504088896341f);
       V sum = T::zero();
       float *row = ctx.scores + r * ctx.n_pad;
-      for (int64_t j = 0; j < ctx.n_pad; j += W) {
-        const V p = T::exp_diff(T::load(row + j), m_log2e);
-        T::store(row + j, p);
-        sum = T::add(sum, p);
+      if (std::fabs(m) < 32768.0f) {
+        // s log2(e) - m log2(e) in one FMA: the rounding of m log2(e) (below 2^-8 here) is common to the row
+        // and cancels in the normalisation.
+        const V m_log2e = T::set1(m * 1.44269504088896341f);
+        for (int64_t j = 0; j < ctx.n_pad; j += W) {
+          const V p = T::exp_diff(T::load(row + j), m_log2e);
+          T::store(row + j, p);
+          sum = T::add(sum, p);
+        }
+      } else {
+        // Huge logits: subtract first, so the maximum maps to exactly exp(0) = 1.
+        const V vm = T::set1(m);
+        for (int64_t j = 0; j < ctx.n_pad; j += W) {
+          const V p = T::exp_diff(T::sub(T::load(row + j), vm), T::zero());
+          T::store(row + j, p);
+          sum = T::add(sum, p);
+        }
       }
       const float total = T::reduce_add(sum);
       inv_sum[r] = total == 0.0f ? 0.0f : 1.0f / total;

@@ -112,8 +112,11 @@ void WindowAttentionLayer::forward(const float *input, int64_t batch, const int6
   const size_t attention_floats = (attention_workspace_floats(n, head_dim_) + 15) / 16 * 16;
   const size_t scratch_floats =
       (std::max(Linear::scratchpad_bytes(*qkv_plan), Linear::scratchpad_bytes(*proj_plan)) + 63) / 64 * 16;
-  const size_t per_thread = static_cast<size_t>(rows * c) + static_cast<size_t>(rows * 3 * c) +
-                            attention_floats + scratch_floats + 64;
+  // Every piece starts on a 64-byte boundary: the kernels use aligned vector stores into their scratch.
+  auto aligned = [](size_t floats) { return (floats + 15) / 16 * 16; };
+  const size_t x_floats = aligned(static_cast<size_t>(rows * c));
+  const size_t qkv_floats = aligned(static_cast<size_t>(rows * 3 * c));
+  const size_t per_thread = x_floats + qkv_floats + attention_floats + scratch_floats;
   float *const workspace = thread_scratch(per_thread * static_cast<size_t>(threads));
   const AttentionFn kernel = select_attention_kernel(active_isa());
   const float *bias = bias_.empty() ? nullptr : bias_.data();
@@ -128,8 +131,8 @@ void WindowAttentionLayer::forward(const float *input, int64_t batch, const int6
     // implicit task's own and ends with the region.
     omp_set_num_threads(1);
     float *x = workspace + per_thread * static_cast<size_t>(thread_index());
-    float *qkv = x + rows * c;
-    float *scratch = qkv + rows * 3 * c;
+    float *qkv = x + x_floats;
+    float *scratch = qkv + qkv_floats;
     void *dnnl_scratch = scratch + attention_floats;
     AttentionShape shape;
     shape.n = n;
