@@ -78,12 +78,12 @@ struct Avx2 {
     const Vec uc = _mm256_max_ps(_mm256_set1_ps(-127.0f), u);                 // NaN in u is returned as is
     const Vec whole = _mm256_floor_ps(uc);
     const Vec f = _mm256_sub_ps(uc, whole);
-    Vec p = _mm256_set1_ps(0.0018775761127471924f);
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0.00898934155702591f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0.05582631751894951f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0.24015361070632935f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0.6931530833244324f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0.9999999403953552f));
+    Vec p = _mm256_set1_ps(0.0018671301659196615f);
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0.009017029777169228f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0.05579991266131401f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0.24016444385051727f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0.6931512951850891f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
     const __m256i exponent =
         _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(whole), _mm256_set1_epi32(127)), 23);
     return _mm256_and_ps(keep, _mm256_mul_ps(p, _mm256_castsi256_ps(exponent)));
