@@ -1074,7 +1074,9 @@ void op_layer(Reader &r) {
     if (variant != 5) w.cpb_w2 = make_buf<float>(mul(L.heads, hidden), valid, false);
     if (!w.cpb_b1.p) any = true;  // cpb_bias1 NULL: the contract does not say
   }
-  if (variant == 4 || variant == 5 || variant == 6) valid = false;        // inconsistent v1/v2
+  // Inconsistent v1/v2. Variant 4 is inconsistent only through its table, which is NULL when its size is out
+  // of bounds: then the description is a consistent v2 one.
+  if ((variant == 4 && w.rpb.p) || variant == 5 || variant == 6) valid = false;
   if ((variant == 2 || variant == 8) && L.window[0] != 1) valid = false;  // cpb needs 2D windows
   if (variant == 7) any = true, hidden = 1 + r.u8() % 8;                  // v1 with a stray hidden
   const bool missing = !w.qkv_w.p || !w.proj_w.p || (use_qkv_b && !w.qkv_b.p) ||
