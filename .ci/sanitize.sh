@@ -100,7 +100,7 @@ if want fuzz; then
     step "libFuzzer: ${FUZZ_SECONDS}s from fuzz/corpus ($WORK)"
     set +e
     # A fixed seed keeps the CI gate reproducible (the same inputs in the same order from the same corpus);
-    # exploratory runs pick their own: WINATTN_FUZZ_SEED=0.
+    # exploratory runs pick their own with WINATTN_FUZZ_SEED=0.
     (export_fuzz_env; "$FUZZER" -seed="${WINATTN_FUZZ_SEED:-1}" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -malloc_limit_mb=1024 \
       -timeout=30 -print_final_stats=1 -artifact_prefix="$WORK/artifacts/" "$WORK/corpus" >"$WORK/fuzz.log" 2>&1)
     rc=$?
