@@ -54,6 +54,11 @@ WindowAttentionLayer::WindowAttentionLayer(const LayerSpec &spec)
   qkv_ = std::make_unique<Linear>(spec.qkv_weight, spec.qkv_bias != nullptr ? qkv_bias.data() : nullptr, c,
                                   3 * c);
   proj_ = std::make_unique<Linear>(spec.proj_weight, spec.proj_bias, c, c);
+  // Pack the weights now, for the row count of a full chunk: forwards on batches of any size then find
+  // their layout packed (a call with fewer windows than a chunk only adds a primitive for its row count).
+  const int64_t full_chunk_rows = windows_per_chunk(tokens_, c, INT64_MAX / 2) * tokens_;
+  qkv_->prepare(full_chunk_rows);
+  proj_->prepare(full_chunk_rows);
   if (spec.bias != nullptr) bias_.assign(spec.bias, spec.bias + num_heads_ * tokens_ * tokens_);
   head_scale_.resize(static_cast<size_t>(num_heads_));
   for (int64_t h = 0; h < num_heads_; ++h) {
