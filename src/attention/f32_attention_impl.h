@@ -86,26 +86,48 @@ struct Kernel {
         ctx.scores[r * ctx.n_pad + j] = -std::numeric_limits<float>::infinity();
   }
 
+  // acc += q[rows][c] (broadcast) * kt[c][tile] for one c.
+  template <int R, int NV>
+  static inline void logits_step(const Context &ctx, const float *q, const float *kt, int64_t c,
+                                 V (&acc)[R][NV]) {
+    V kv[NV];
+#pragma GCC unroll 8
+    for (int u = 0; u < NV; ++u) kv[u] = T::load(kt + c * ctx.n_pad + u * W);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const V qb = T::broadcast(q + r * ctx.ld_q + c);
+#pragma GCC unroll 8
+      for (int u = 0; u < NV; ++u) acc[r][u] = T::fmadd(qb, kv[u], acc[r][u]);
+    }
+  }
+
   // Logits of rows [i0, i0 + R) and columns [j0, j0 + NV*W) into ctx.scores; updates row_max.
   template <int R, int NV>
   static inline void logits_tile(const Context &ctx, int64_t i0, int64_t j0, V *row_max) {
-    V acc[R][NV];
+    // Small tiles (short windows, row tails) have too few accumulators to cover the FMA latency: give them a
+    // second set for odd c. The split depends on the shapes only, so results stay the same for any thread
+    // count.
+    constexpr bool kSplit = R * NV < 8;
+    V acc[R][NV], odd[R][NV];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r)
 #pragma GCC unroll 8
-      for (int u = 0; u < NV; ++u) acc[r][u] = T::zero();
+      for (int u = 0; u < NV; ++u) acc[r][u] = odd[r][u] = T::zero();
     const float *kt = ctx.kt + j0;
     const float *q = ctx.q + i0 * ctx.ld_q;
-    for (int64_t c = 0; c < ctx.d; ++c) {
-      V kv[NV];
-#pragma GCC unroll 8
-      for (int u = 0; u < NV; ++u) kv[u] = T::load(kt + c * ctx.n_pad + u * W);
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) {
-        const V qb = T::broadcast(q + r * ctx.ld_q + c);
-#pragma GCC unroll 8
-        for (int u = 0; u < NV; ++u) acc[r][u] = T::fmadd(qb, kv[u], acc[r][u]);
+    int64_t c = 0;
+    if constexpr (kSplit) {
+      for (; c + 1 < ctx.d; c += 2) {
+        logits_step<R, NV>(ctx, q, kt, c, acc);
+        logits_step<R, NV>(ctx, q, kt, c + 1, odd);
       }
+    }
+    for (; c < ctx.d; ++c) logits_step<R, NV>(ctx, q, kt, c, acc);
+    if constexpr (kSplit) {
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+        for (int u = 0; u < NV; ++u) acc[r][u] = T::add(acc[r][u], odd[r][u]);
     }
 #pragma GCC unroll 8
     for (int u = 0; u < NV; ++u) {
