@@ -82,7 +82,7 @@ int64_t validate_layer_geometry(int64_t channels, int64_t num_heads, const int64
     invalid_argument("channels (%lld) must be divisible by num_heads (%lld)",
                      static_cast<long long>(channels), static_cast<long long>(num_heads));
   }
-  checked_elements(checked_mul(3 * 1, checked_mul(channels, channels, "qkv_weight size"), "qkv_weight size"),
+  checked_elements(checked_mul(3, checked_mul(channels, channels, "qkv_weight size"), "qkv_weight size"),
                    "qkv_weight size");
   int64_t n = 1;
   for (int d = 0; d < 3; ++d) {
