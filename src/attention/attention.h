@@ -20,23 +20,52 @@ struct AttentionShape {
   bool cosine = false;
 };
 
+// The bias and mask of one (window, head), [n][n] (query i, key j) or null, and their transposes
+// (key j, query i) for the query-major kernels: [n][ld_*_t] rows, ld_*_t >= n, where lanes past n may hold
+// anything finite. A symmetric mask (Swin's) is its own transpose: mask_t = mask, ld_mask_t = n.
+struct AttentionTerms {
+  const float *bias = nullptr, *mask = nullptr;
+  const float *bias_t = nullptr, *mask_t = nullptr;
+  int64_t ld_bias_t = 0, ld_mask_t = 0;
+};
+
 // out[i][c] = sum_j softmax_j(scale * q_i . k_j + bias[i][j] + mask[i][j]) v[j][c]
-// bias and mask: [n][n] or nullptr. A row whose logits are all -inf gives zeros. workspace: at least
-// attention_workspace_floats(n, head_dim) floats, 64-byte aligned, used as scratch.
+// A row whose logits are all -inf gives zeros. workspace: at least attention_workspace_floats(n, head_dim)
+// floats, 64-byte aligned, used as scratch.
 using AttentionFn = void (*)(const AttentionShape &shape, const float *q, const float *k, const float *v,
-                             float scale, const float *bias, const float *mask, float *out, float *workspace);
+                             float scale, const AttentionTerms &terms, float *out, float *workspace);
+
+// The kernel for an ISA and window length, and what it reads: with `transposed` set it needs bias_t and
+// mask_t beside bias and mask (present together).
+struct AttentionKernel {
+  AttentionFn run = nullptr;
+  bool transposed = false;
+};
+AttentionKernel select_attention_kernel(Isa isa, int64_t n);
 
 void f32_attention_scalar(const AttentionShape &, const float *, const float *, const float *, float,
-                          const float *, const float *, float *, float *);
+                          const AttentionTerms &, float *, float *);
 void f32_attention_avx2(const AttentionShape &, const float *, const float *, const float *, float,
-                        const float *, const float *, float *, float *);
+                        const AttentionTerms &, float *, float *);
 void f32_attention_avx512(const AttentionShape &, const float *, const float *, const float *, float,
-                          const float *, const float *, float *, float *);
+                          const AttentionTerms &, float *, float *);
+void f32_attention_tr_avx2(const AttentionShape &, const float *, const float *, const float *, float,
+                           const AttentionTerms &, float *, float *);
+void f32_attention_tr_avx512(const AttentionShape &, const float *, const float *, const float *, float,
+                             const AttentionTerms &, float *, float *);
+
+// Row length of transposed terms as the library lays them out: n rounded up to 16 floats (64 bytes).
+inline int64_t transposed_terms_ld(int64_t n) {
+  return (n + 15) / 16 * 16;
+}
+// dst[j][i] = src[i][j] for one [n][n] matrix; dst: [n][transposed_terms_ld(n)], zero past column n.
+// Vectorised for the active ISA.
+void transpose_terms(const float *src, int64_t n, float *dst);
+void transpose_terms_avx2(const float *src, int64_t n, int64_t ld, float *dst);
+void transpose_terms_avx512(const float *src, int64_t n, int64_t ld, float *dst);
 
 // Scratch floats any of the kernels needs for one (window, head) (an upper bound over ISAs).
 size_t attention_workspace_floats(int64_t n, int64_t head_dim);
-
-AttentionFn select_attention_kernel(Isa isa);
 
 // The batched kernel of winattn_window_attention (arguments validated): OpenMP over (window, head).
 // Throws OUT_OF_MEMORY before any output is written when the workspace cannot be allocated.

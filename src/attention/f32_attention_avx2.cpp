@@ -2,6 +2,7 @@
 #include <immintrin.h>
 
 #include "attention/f32_attention_impl.h"
+#include "attention/f32_attention_tr_impl.h"
 
 namespace winattn {
 namespace {
@@ -13,6 +14,10 @@ struct Avx2 {
   static constexpr int kRows = 4;  // 16 registers: 4 x 3 accumulators + 3 K vectors + 1 broadcast
   static constexpr int kColVecs = 3;
   static constexpr int kOutVecs = 3;
+  // Query-major kernel: blocks of up to 3 query vectors; tiles of 12 accumulators.
+  static constexpr int kTrBlockVecs = 3;
+  static constexpr int tr_key_rows(int vecs) { return vecs == 3 ? 4 : vecs == 2 ? 6 : 12; }
+  static constexpr int tr_out_cols(int vecs) { return tr_key_rows(vecs); }
 
   static Vec zero() { return _mm256_setzero_ps(); }
   static Vec set1(float x) { return _mm256_set1_ps(x); }
@@ -36,6 +41,36 @@ struct Avx2 {
     return _mm256_blendv_ps(_mm256_set1_ps(-std::numeric_limits<float>::infinity()), x,
                             _mm256_castsi256_ps(m));
   }
+  static Vec neg_inf_to_zero(Vec x) {
+    const Vec inf = _mm256_cmp_ps(x, _mm256_set1_ps(-std::numeric_limits<float>::infinity()), _CMP_EQ_OQ);
+    return _mm256_andnot_ps(inf, x);
+  }
+  // Whether any lane has |x| >= limit (NaN lanes do not count).
+  static bool any_abs_ge(Vec x, float limit) {
+    const Vec abs = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
+    return _mm256_movemask_ps(_mm256_cmp_ps(abs, _mm256_set1_ps(limit), _CMP_GE_OQ)) != 0;
+  }
+  // 1 / x, and 0 where x is 0.
+  static Vec recip_or_zero(Vec x) {
+    const Vec nonzero = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_NEQ_UQ);
+    return _mm256_and_ps(nonzero, _mm256_div_ps(_mm256_set1_ps(1.0f), x));
+  }
+  // Lane t of the result = the sum of the lanes of x[t], t < 8 (x is clobbered).
+  static Vec sum_rows(Vec *x) {
+    Vec y[4];
+#pragma GCC unroll 16
+    for (int k = 0; k < 4; ++k)  // lane L: x[2k] pair sums 0, x[2k+1] 0, x[2k] 1, x[2k+1] 1
+      y[k] = _mm256_add_ps(_mm256_unpacklo_ps(x[2 * k], x[2 * k + 1]),
+                           _mm256_unpackhi_ps(x[2 * k], x[2 * k + 1]));
+    Vec z[2];
+#pragma GCC unroll 16
+    for (int k = 0; k < 2; ++k) {  // lane L, element m: the sum of lane L of x[4k + m]
+      const __m256d c = _mm256_castps_pd(y[2 * k]), d = _mm256_castps_pd(y[2 * k + 1]);
+      z[k] = _mm256_add_ps(_mm256_castpd_ps(_mm256_unpacklo_pd(c, d)),
+                           _mm256_castpd_ps(_mm256_unpackhi_pd(c, d)));
+    }
+    return _mm256_add_ps(_mm256_permute2f128_ps(z[0], z[1], 0x20), _mm256_permute2f128_ps(z[0], z[1], 0x31));
+  }
   static float reduce_max(Vec x) {
     __m128 m = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
     m = _mm_max_ps(m, _mm_movehl_ps(m, m));
@@ -52,10 +87,12 @@ struct Avx2 {
   // In-register transpose of an 8 x 8 block: rows[i][j] -> rows[j][i].
   static void transpose(Vec *rows) {
     Vec t[8], u[8];
+#pragma GCC unroll 16
     for (int i = 0; i < 4; ++i) {
       t[2 * i] = _mm256_unpacklo_ps(rows[2 * i], rows[2 * i + 1]);
       t[2 * i + 1] = _mm256_unpackhi_ps(rows[2 * i], rows[2 * i + 1]);
     }
+#pragma GCC unroll 16
     for (int g = 0; g < 2; ++g) {  // u[4g + m], lane L: column 4L + m of rows 4g..4g+3
       const __m256d a = _mm256_castps_pd(t[4 * g]), b = _mm256_castps_pd(t[4 * g + 1]);
       const __m256d c = _mm256_castps_pd(t[4 * g + 2]), d = _mm256_castps_pd(t[4 * g + 3]);
@@ -64,6 +101,7 @@ struct Avx2 {
       u[4 * g + 2] = _mm256_castpd_ps(_mm256_unpacklo_pd(b, d));
       u[4 * g + 3] = _mm256_castpd_ps(_mm256_unpackhi_pd(b, d));
     }
+#pragma GCC unroll 16
     for (int m = 0; m < 4; ++m) {
       rows[m] = _mm256_permute2f128_ps(u[m], u[4 + m], 0x20);
       rows[4 + m] = _mm256_permute2f128_ps(u[m], u[4 + m], 0x31);
@@ -93,8 +131,17 @@ struct Avx2 {
 }  // namespace
 
 void f32_attention_avx2(const AttentionShape &shape, const float *q, const float *k, const float *v,
-                        float scale, const float *bias, const float *mask, float *out, float *workspace) {
-  attention_impl::Kernel<Avx2>::run(shape, q, k, v, scale, bias, mask, out, workspace);
+                        float scale, const AttentionTerms &terms, float *out, float *workspace) {
+  attention_impl::Kernel<Avx2>::run(shape, q, k, v, scale, terms, out, workspace);
+}
+
+void f32_attention_tr_avx2(const AttentionShape &shape, const float *q, const float *k, const float *v,
+                           float scale, const AttentionTerms &terms, float *out, float *workspace) {
+  attention_tr_impl::Kernel<Avx2>::run(shape, q, k, v, scale, terms, out, workspace);
+}
+
+void transpose_terms_avx2(const float *src, int64_t n, int64_t ld, float *dst) {
+  attention_tr_impl::transpose_terms<Avx2>(src, n, ld, dst);
 }
 
 }  // namespace winattn

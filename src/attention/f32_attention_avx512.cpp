@@ -2,6 +2,7 @@
 #include <immintrin.h>
 
 #include "attention/f32_attention_impl.h"
+#include "attention/f32_attention_tr_impl.h"
 
 namespace winattn {
 namespace {
@@ -13,6 +14,10 @@ struct Avx512 {
   static constexpr int kRows = 6;     // query rows per block
   static constexpr int kColVecs = 4;  // logits tile: 6 x 4 vectors = 24 accumulators
   static constexpr int kOutVecs = 4;  // output tile: up to 6 x 4 vectors
+  // Query-major kernel: blocks of up to 4 query vectors; tiles of 24 accumulators (16 for one vector).
+  static constexpr int kTrBlockVecs = 4;
+  static constexpr int tr_key_rows(int vecs) { return vecs == 4 ? 6 : vecs == 3 ? 8 : vecs == 2 ? 12 : 16; }
+  static constexpr int tr_out_cols(int vecs) { return tr_key_rows(vecs); }
 
   static Vec zero() { return _mm512_setzero_ps(); }
   static Vec set1(float x) { return _mm512_set1_ps(x); }
@@ -32,6 +37,20 @@ struct Avx512 {
   static Vec neg_inf_outside(Mask m, Vec x) {
     return _mm512_mask_mov_ps(_mm512_set1_ps(-std::numeric_limits<float>::infinity()), m, x);
   }
+  static Vec neg_inf_to_zero(Vec x) {
+    const __mmask16 inf =
+        _mm512_cmp_ps_mask(x, _mm512_set1_ps(-std::numeric_limits<float>::infinity()), _CMP_EQ_OQ);
+    return _mm512_mask_mov_ps(x, inf, _mm512_setzero_ps());
+  }
+  // Whether any lane has |x| >= limit (NaN lanes do not count).
+  static bool any_abs_ge(Vec x, float limit) {
+    return _mm512_cmp_ps_mask(_mm512_abs_ps(x), _mm512_set1_ps(limit), _CMP_GE_OQ) != 0;
+  }
+  // 1 / x, and 0 where x is 0.
+  static Vec recip_or_zero(Vec x) {
+    const __mmask16 nonzero = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+    return _mm512_maskz_div_ps(nonzero, _mm512_set1_ps(1.0f), x);
+  }
   static float reduce_max(Vec x) { return _mm512_reduce_max_ps(x); }
   static float reduce_add(Vec x) { return _mm512_reduce_add_ps(x); }
 
@@ -39,10 +58,12 @@ struct Avx512 {
   // inside each 128-bit lane; two rounds of lane shuffles then move the blocks.
   static void transpose(Vec *rows) {
     Vec t[16], u[16];
+#pragma GCC unroll 16
     for (int i = 0; i < 8; ++i) {
       t[2 * i] = _mm512_unpacklo_ps(rows[2 * i], rows[2 * i + 1]);
       t[2 * i + 1] = _mm512_unpackhi_ps(rows[2 * i], rows[2 * i + 1]);
     }
+#pragma GCC unroll 16
     for (int g = 0; g < 4; ++g) {  // u[4g + m], lane L: column 4L + m of rows 4g..4g+3
       const __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 1]);
       const __m512d c = _mm512_castps_pd(t[4 * g + 2]), d = _mm512_castps_pd(t[4 * g + 3]);
@@ -51,6 +72,7 @@ struct Avx512 {
       u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
       u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
     }
+#pragma GCC unroll 16
     for (int m = 0; m < 4; ++m) {
       const Vec x01 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0x44);  // g0 L0, g0 L1, g1 L0, g1 L1
       const Vec y01 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0xEE);  // g0 L2, g0 L3, g1 L2, g1 L3
@@ -63,10 +85,31 @@ struct Avx512 {
     }
   }
 
+  // Lane t of the result = the sum of the lanes of x[t], t < 16 (x is clobbered): the transpose-and-add
+  // tree, 30 shuffles and 15 adds.
+  static Vec sum_rows(Vec *x) {
+    Vec y[8], z[4];
+#pragma GCC unroll 16
+    for (int k = 0; k < 8; ++k)  // lane L: x[2k] pair sums 0, x[2k+1] 0, x[2k] 1, x[2k+1] 1
+      y[k] = _mm512_add_ps(_mm512_unpacklo_ps(x[2 * k], x[2 * k + 1]),
+                           _mm512_unpackhi_ps(x[2 * k], x[2 * k + 1]));
+#pragma GCC unroll 16
+    for (int k = 0; k < 4; ++k) {  // lane L, element m: the sum of lane L of x[4k + m]
+      const __m512d c = _mm512_castps_pd(y[2 * k]), d = _mm512_castps_pd(y[2 * k + 1]);
+      z[k] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(c, d)),
+                           _mm512_castpd_ps(_mm512_unpackhi_pd(c, d)));
+    }
+    const Vec s01 =
+        _mm512_add_ps(_mm512_shuffle_f32x4(z[0], z[1], 0x44), _mm512_shuffle_f32x4(z[0], z[1], 0xEE));
+    const Vec s23 =
+        _mm512_add_ps(_mm512_shuffle_f32x4(z[2], z[3], 0x44), _mm512_shuffle_f32x4(z[2], z[3], 0xEE));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(s01, s23, 0x88), _mm512_shuffle_f32x4(s01, s23, 0xDD));
+  }
+
   // exp(s - m) for a softmax, given m_log2e = m * log2(e): u = s log2(e) - m_log2e in one FMA (the rounding
   // of m_log2e is common to the row and cancels in the normalisation); 2^u = 2^floor(u) * 2^f with
-  // f = u - floor(u) from vreduceps, 2^f by a degree-5 polynomial fitted for relative error (9.4e-8; exact at 0) on
-  // [0, 1), and 2^floor(u) by vscalefps. u below -126 (including -inf) gives exactly 0, never a
+  // f = u - floor(u) from vreduceps, 2^f by a degree-5 polynomial fitted for relative error (9.4e-8; exact at
+  // 0) on [0, 1), and 2^floor(u) by vscalefps. u below -126 (including -inf) gives exactly 0, never a
   // denormal; NaN stays NaN.
   static Vec exp_diff(Vec s, Vec m_log2e) {
     const Vec u = _mm512_fmsub_ps(s, _mm512_set1_ps(1.44269504088896341f), m_log2e);
@@ -86,8 +129,17 @@ struct Avx512 {
 }  // namespace
 
 void f32_attention_avx512(const AttentionShape &shape, const float *q, const float *k, const float *v,
-                          float scale, const float *bias, const float *mask, float *out, float *workspace) {
-  attention_impl::Kernel<Avx512>::run(shape, q, k, v, scale, bias, mask, out, workspace);
+                          float scale, const AttentionTerms &terms, float *out, float *workspace) {
+  attention_impl::Kernel<Avx512>::run(shape, q, k, v, scale, terms, out, workspace);
+}
+
+void f32_attention_tr_avx512(const AttentionShape &shape, const float *q, const float *k, const float *v,
+                             float scale, const AttentionTerms &terms, float *out, float *workspace) {
+  attention_tr_impl::Kernel<Avx512>::run(shape, q, k, v, scale, terms, out, workspace);
+}
+
+void transpose_terms_avx512(const float *src, int64_t n, int64_t ld, float *dst) {
+  attention_tr_impl::transpose_terms<Avx512>(src, n, ld, dst);
 }
 
 }  // namespace winattn

@@ -323,8 +323,9 @@ struct Kernel {
   }
 
   static void run(const AttentionShape &shape, const float *q, const float *k, const float *v, float scale,
-                  const float *bias, const float *mask, float *out, float *workspace) {
+                  const AttentionTerms &terms, float *out, float *workspace) {
     const int64_t n = shape.n, d = shape.head_dim;
+    const float *bias = terms.bias, *mask = terms.mask;
     const int64_t n_pad = round_up(n, W), d_pad = round_up(d, W);
     float *kt = workspace;                        // [d][n_pad]
     float *row_scale = kt + d * n_pad;            // [n_pad]

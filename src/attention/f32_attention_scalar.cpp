@@ -8,8 +8,9 @@
 namespace winattn {
 
 void f32_attention_scalar(const AttentionShape &shape, const float *q, const float *k, const float *v,
-                          float scale, const float *bias, const float *mask, float *out, float *workspace) {
+                          float scale, const AttentionTerms &terms, float *out, float *workspace) {
   const int64_t n = shape.n, d = shape.head_dim;
+  const float *bias = terms.bias, *mask = terms.mask;
   float *inv_k_norm = workspace;  // [n]
   float *scores = workspace + n;  // [n], one row at a time
   for (int64_t j = 0; j < n; ++j) {

@@ -59,7 +59,13 @@ WindowAttentionLayer::WindowAttentionLayer(const LayerSpec &spec)
   const int64_t full_chunk_rows = windows_per_chunk(tokens_, c, INT64_MAX / 2) * tokens_;
   qkv_->prepare(full_chunk_rows);
   proj_->prepare(full_chunk_rows);
-  if (spec.bias != nullptr) bias_.assign(spec.bias, spec.bias + num_heads_ * tokens_ * tokens_);
+  if (spec.bias != nullptr) {
+    bias_.assign(spec.bias, spec.bias + num_heads_ * tokens_ * tokens_);
+    const int64_t ld = transposed_terms_ld(tokens_);
+    bias_t_.resize(static_cast<size_t>(num_heads_ * tokens_ * ld));
+    for (int64_t h = 0; h < num_heads_; ++h)
+      transpose_terms(bias_.data() + h * tokens_ * tokens_, tokens_, bias_t_.data() + h * tokens_ * ld);
+  }
   head_scale_.resize(static_cast<size_t>(num_heads_));
   for (int64_t h = 0; h < num_heads_; ++h) {
     head_scale_[h] = cosine_ ? std::exp(std::min(spec.logit_scale[h], static_cast<float>(std::log(100.0))))
@@ -123,8 +129,10 @@ void WindowAttentionLayer::forward(const float *input, int64_t batch, const int6
   const size_t qkv_floats = aligned(static_cast<size_t>(rows * 3 * c));
   const size_t per_thread = x_floats + qkv_floats + attention_floats + scratch_floats;
   float *const workspace = thread_scratch(per_thread * static_cast<size_t>(threads));
-  const AttentionFn kernel = select_attention_kernel(active_isa());
+  const AttentionKernel kernel = select_attention_kernel(active_isa(), n);
   const float *bias = bias_.empty() ? nullptr : bias_.data();
+  const float *bias_t = bias_t_.empty() ? nullptr : bias_t_.data();
+  const int64_t ld_bias_t = transposed_terms_ld(n);
   const int64_t head_dim = head_dim_, heads = num_heads_;
   const bool cosine = cosine_;
   std::atomic<bool> failed{false};
@@ -163,10 +171,19 @@ void WindowAttentionLayer::forward(const float *input, int64_t batch, const int6
           if (offset >= 0) mask = masks->values.data() + offset;
         }
         const float *window_qkv = qkv + w * n * 3 * c;
+        AttentionTerms terms;
+        terms.mask = mask;
+        terms.mask_t = mask;  // symmetric: token i and j are masked when their regions differ
+        terms.ld_mask_t = n;
+        terms.ld_bias_t = ld_bias_t;
         for (int64_t h = 0; h < heads; ++h) {
-          kernel(shape, window_qkv + h * head_dim, window_qkv + c + h * head_dim,
-                 window_qkv + 2 * c + h * head_dim, head_scale_[h],
-                 bias != nullptr ? bias + h * n * n : nullptr, mask, x + w * n * c + h * head_dim, scratch);
+          if (bias != nullptr) {
+            terms.bias = bias + h * n * n;
+            terms.bias_t = bias_t + h * n * ld_bias_t;
+          }
+          kernel.run(shape, window_qkv + h * head_dim, window_qkv + c + h * head_dim,
+                     window_qkv + 2 * c + h * head_dim, head_scale_[h], terms, x + w * n * c + h * head_dim,
+                     scratch);
         }
       }
       if (!proj_->forward(*proj_plan, x, qkv, dnnl_scratch)) {

@@ -50,7 +50,9 @@ class WindowAttentionLayer {
   int64_t channels_, num_heads_, head_dim_, tokens_;
   int64_t window_[3], shift_[3];
   bool cosine_;
-  std::vector<float> bias_;        // [heads][N][N] or empty
+  std::vector<float> bias_;  // [heads][N][N] or empty
+  std::vector<float>
+      bias_t_;  // the same transposed, [heads][N][transposed_terms_ld(N)], for query-major kernels
   std::vector<float> head_scale_;  // per head: head_dim^-0.5 (v1) or exp(min(logit_scale, ln 100)) (v2)
   std::unique_ptr<Linear> qkv_, proj_;
 

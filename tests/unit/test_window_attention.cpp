@@ -218,6 +218,9 @@ TEST_CASE("window_attention: each n with head_dim 32, every ISA") {
   const auto isas = wt::available_isas();
   wt::Rng rng(101);
   for (int64_t n : {1, 2, 17, 49, 64, 98, 144, 256, 392}) check_configurations(rng, n, 32, isas);
+  // Each kernel layout: one to four query vectors per block, rows past the last vector run one at a time
+  // (a few) or padded into a ragged vector (more), and the short windows of the row-major kernels.
+  for (int64_t n : {8, 16, 24, 32, 40, 50, 100, 130}) check_configurations(rng, n, 32, isas);
 }
 
 TEST_CASE("window_attention: each head_dim with several n, every ISA") {

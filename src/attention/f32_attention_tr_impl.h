@@ -1,0 +1,513 @@
+// The query-major ("transposed") fused attention kernel, written once over an ISA traits class. It computes
+// S^T = K Q^T with the query index i in the vector lanes, so that everything the softmax reduces over the
+// key index j is a vertical operation between vectors:
+//   1. Q^T packed into [head_dim][n_pad], scale (and 1/||q_i|| for cosine attention) folded in;
+//   2. per block of up to kBlockVecs query vectors: logits^T tiles (key rows x query vectors) start from
+//      bias^T + mask^T and accumulate k_j (broadcast) times Q^T; the column maxima are vector maxima;
+//   3. softmax in place: exp(s - max) and the column sums, all element-wise;
+//   4. out^T = V^T P^T (v_jc broadcast), scaled by 1/sum element-wise, and transposed in registers into the
+//      strided destination rows.
+// No horizontal reduction anywhere, and P V broadcasts once per kBlockVecs FMAs. Bias and mask come
+// transposed and padded ([n][ld_bias], see TransposedTerms). Lanes past n compute on zero queries and are
+// never stored.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "attention/attention.h"
+
+namespace winattn {
+namespace attention_tr_impl {
+
+inline int64_t round_up(int64_t x, int64_t m) {
+  return (x + m - 1) / m * m;
+}
+
+template <class T>
+struct Kernel {
+  using V = typename T::Vec;
+  static constexpr int W = T::kWidth;
+  static constexpr int kBlockVecs = T::kTrBlockVecs;  // query vectors per block
+  static constexpr int kBlock = kBlockVecs * W;       // row stride of the block's scratch
+  static constexpr int64_t kMaxSingleRows = 2;
+
+  struct Context {
+    int64_t n, d, n_pad;
+    const float *q;  // [n][ld_q], for single_row
+    int64_t ld_q;
+    const float *row_scale;  // [n]: scale, or scale / ||q_i|| for cosine attention
+    float *row;              // [n_pad]: one row of logits, then weights (single_row)
+    const float *qt;         // [d][n_pad]
+    const float *k;          // [n][ld_k]
+    int64_t ld_k;
+    const float *v;  // [n][ld_v]
+    int64_t ld_v;
+    const float *bias_t, *mask_t;  // transposed: [n][ld_bias_t], [n][ld_mask_t], or null
+    int64_t ld_bias_t, ld_mask_t;
+    const float *bias, *mask;  // the same, not transposed ([n][n]), for single_row
+    float *st;                 // [n][kBlock]: logits^T, then probabilities^T, of the block
+    float *ot;                 // [d_pad][kBlock]: out^T of the block
+    // [2][kBlock]: column maxima, then 1 / column sums. In memory, not registers: a tile's 24 accumulators,
+    // its query vectors and these would not fit the register file together.
+    float *stats;
+    float *out;
+    int64_t ld_out;
+  };
+
+  // Key rows [j0, j0 + R) x query vectors [i0, i0 + IV*W) of logits^T into ctx.st; updates col_max.
+  template <int R, int IV>
+  static inline void logits_tile(const Context &ctx, int64_t j0, int64_t i0) {
+    // Small tiles have too few accumulators to cover the FMA latency: a second set takes the odd c. The
+    // split depends on the shape only, so results do not depend on the thread count.
+    constexpr bool kSplit = R * IV < 8;
+    V acc[R][IV], odd[R][IV];
+    // The terms' rows may end at n (a symmetric mask passed as its own transpose): the last vector of a
+    // block that runs past n loads only its valid lanes.
+    const bool ragged = i0 + IV * W > ctx.n;
+    const auto tail = T::first_lanes(ragged ? ctx.n - (i0 + (IV - 1) * W) : W);
+    auto load_term = [&](const float *p, int u) {
+      return ragged && u == IV - 1 ? T::maskz_loadu(tail, p) : T::loadu(p);
+    };
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 16
+      for (int u = 0; u < IV; ++u) {
+        const int64_t i = i0 + u * W;
+        V init = ctx.bias_t != nullptr ? load_term(ctx.bias_t + (j0 + r) * ctx.ld_bias_t + i, u) : T::zero();
+        if (ctx.mask_t != nullptr)
+          init = T::add(init, load_term(ctx.mask_t + (j0 + r) * ctx.ld_mask_t + i, u));
+        acc[r][u] = init;
+        odd[r][u] = T::zero();
+      }
+    }
+    const float *k = ctx.k + j0 * ctx.ld_k;
+    const float *qt = ctx.qt + i0;
+    auto step = [&](int64_t c, V(&a)[R][IV]) {
+      V qv[IV];
+#pragma GCC unroll 16
+      for (int u = 0; u < IV; ++u) qv[u] = T::load(qt + c * ctx.n_pad + u * W);
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) {
+        const V kb = T::broadcast(k + r * ctx.ld_k + c);
+#pragma GCC unroll 16
+        for (int u = 0; u < IV; ++u) a[r][u] = T::fmadd(kb, qv[u], a[r][u]);
+      }
+    };
+    int64_t c = 0;
+    if constexpr (kSplit) {
+      for (; c + 1 < ctx.d; c += 2) {
+        step(c, acc);
+        step(c + 1, odd);
+      }
+    }
+    for (; c < ctx.d; ++c) step(c, acc);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 16
+      for (int u = 0; u < IV; ++u) {
+        const V x = kSplit ? T::add(acc[r][u], odd[r][u]) : acc[r][u];
+        T::store(ctx.st + (j0 + r) * kBlock + u * W, x);
+        acc[r][u] = x;
+      }
+    }
+#pragma GCC unroll 16
+    for (int u = 0; u < IV; ++u) {
+      V m = T::load(ctx.stats + u * W);
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) m = T::max(m, acc[r][u]);
+      T::store(ctx.stats + u * W, m);
+    }
+  }
+
+  template <int R, int IV>
+  static inline void logits_rows(const Context &ctx, int64_t j0, int rows, int64_t i0) {
+    if constexpr (R > 1) {
+      if (rows < R) return logits_rows<R - 1, IV>(ctx, j0, rows, i0);
+    }
+    logits_tile<R, IV>(ctx, j0, i0);
+  }
+
+  // Channels [c0, c0 + CT) x query vectors of out^T = (V^T P^T) / sum into ctx.ot.
+  template <int CT, int IV>
+  static inline void output_tile(const Context &ctx, int64_t c0) {
+    constexpr bool kSplit = CT * IV < 8;
+    V acc[CT][IV], odd[CT][IV];
+#pragma GCC unroll 16
+    for (int t = 0; t < CT; ++t)
+#pragma GCC unroll 16
+      for (int u = 0; u < IV; ++u) acc[t][u] = odd[t][u] = T::zero();
+    const float *v = ctx.v + c0;
+    auto step = [&](int64_t j, V(&a)[CT][IV]) {
+      V pv[IV];
+#pragma GCC unroll 16
+      for (int u = 0; u < IV; ++u) pv[u] = T::load(ctx.st + j * kBlock + u * W);
+#pragma GCC unroll 16
+      for (int t = 0; t < CT; ++t) {
+        const V vb = T::broadcast(v + j * ctx.ld_v + t);
+#pragma GCC unroll 16
+        for (int u = 0; u < IV; ++u) a[t][u] = T::fmadd(vb, pv[u], a[t][u]);
+      }
+    };
+    int64_t j = 0;
+    if constexpr (kSplit) {
+      for (; j + 1 < ctx.n; j += 2) {
+        step(j, acc);
+        step(j + 1, odd);
+      }
+    }
+    for (; j < ctx.n; ++j) step(j, acc);
+#pragma GCC unroll 16
+    for (int t = 0; t < CT; ++t) {
+#pragma GCC unroll 16
+      for (int u = 0; u < IV; ++u) {
+        const V x = kSplit ? T::add(acc[t][u], odd[t][u]) : acc[t][u];
+        T::store(ctx.ot + (c0 + t) * kBlock + u * W, T::mul(x, T::load(ctx.stats + kBlock + u * W)));
+      }
+    }
+  }
+
+  template <int CT, int IV>
+  static inline void output_cols(const Context &ctx, int64_t c0, int cols) {
+    if constexpr (CT > 1) {
+      if (cols < CT) return output_cols<CT - 1, IV>(ctx, c0, cols);
+    }
+    output_tile<CT, IV>(ctx, c0);
+  }
+
+  // Query rows [i0, i0 + IV*W) (those below n) of the output.
+  template <int IV>
+  static void block(const Context &ctx, int64_t i0) {
+    constexpr int R = T::tr_key_rows(IV), CT = T::tr_out_cols(IV);
+#pragma GCC unroll 16
+    for (int u = 0; u < IV; ++u)
+      T::store(ctx.stats + u * W, T::set1(-std::numeric_limits<float>::infinity()));
+    int64_t j0 = 0;
+    for (; j0 + R <= ctx.n; j0 += R) logits_tile<R, IV>(ctx, j0, i0);
+    if (j0 < ctx.n) logits_rows<R - 1, IV>(ctx, j0, static_cast<int>(ctx.n - j0), i0);
+
+    // A column whose logits are all -inf takes max 0: its weights are exp(-inf) = 0 and its output 0.
+    bool huge = false;
+    V col_max[IV], m_log2e[IV], sum[IV];
+#pragma GCC unroll 16
+    for (int u = 0; u < IV; ++u) {
+      col_max[u] = T::neg_inf_to_zero(T::load(ctx.stats + u * W));
+      huge = huge || T::any_abs_ge(col_max[u], 32768.0f);
+      m_log2e[u] = T::mul(col_max[u], T::set1(1.44269504088896341f));
+      sum[u] = T::zero();
+    }
+    if (!huge) {
+      // s log2(e) - m log2(e) in one FMA: the rounding of m log2(e) (below 2^-8 here) is common to the
+      // column and cancels in the normalisation.
+      for (int64_t j = 0; j < ctx.n; ++j) {
+        float *row = ctx.st + j * kBlock;
+#pragma GCC unroll 16
+        for (int u = 0; u < IV; ++u) {
+          const V p = T::exp_diff(T::load(row + u * W), m_log2e[u]);
+          T::store(row + u * W, p);
+          sum[u] = T::add(sum[u], p);
+        }
+      }
+    } else {
+      // Huge logits: subtract first, so the maximum maps to exactly exp(0) = 1.
+      for (int64_t j = 0; j < ctx.n; ++j) {
+        float *row = ctx.st + j * kBlock;
+#pragma GCC unroll 16
+        for (int u = 0; u < IV; ++u) {
+          const V p = T::exp_diff(T::sub(T::load(row + u * W), col_max[u]), T::zero());
+          T::store(row + u * W, p);
+          sum[u] = T::add(sum[u], p);
+        }
+      }
+    }
+#pragma GCC unroll 16
+    for (int u = 0; u < IV; ++u) T::store(ctx.stats + kBlock + u * W, T::recip_or_zero(sum[u]));
+
+    int64_t c0 = 0;
+    for (; c0 + CT <= ctx.d; c0 += CT) {
+      // Two tiles of similar width rather than a full one and a sliver.
+      if (ctx.d - c0 > CT && ctx.d - c0 < CT + CT / 2) break;
+      output_tile<CT, IV>(ctx, c0);
+    }
+    while (c0 < ctx.d) {
+      const int64_t rest = ctx.d - c0;
+      const int cols = static_cast<int>(rest > CT ? (rest + 1) / 2 : rest);
+      output_cols<CT, IV>(ctx, c0, cols);
+      c0 += cols;
+    }
+
+    // out^T -> out: W x W blocks transposed in registers; rows past n and channels past d are not stored.
+    for (int u = 0; u < IV; ++u) {
+      const int64_t row0 = i0 + u * W;
+      if (row0 >= ctx.n) break;
+      const int64_t rows = ctx.n - row0 < W ? ctx.n - row0 : W;
+      for (int64_t cb = 0; cb < ctx.d; cb += W) {
+        const int64_t width = ctx.d - cb < W ? ctx.d - cb : W;
+        V x[W];
+#pragma GCC unroll 16
+        for (int t = 0; t < W; ++t)
+          x[t] = t < width ? T::load(ctx.ot + (cb + t) * kBlock + u * W) : T::zero();
+        T::transpose(x);
+        float *dst = ctx.out + row0 * ctx.ld_out + cb;
+        if (width == W) {
+          for (int64_t r = 0; r < rows; ++r) T::storeu(dst + r * ctx.ld_out, x[r]);
+        } else {
+          const auto valid = T::first_lanes(width);
+          for (int64_t r = 0; r < rows; ++r) T::mask_storeu(dst + r * ctx.ld_out, valid, x[r]);
+        }
+      }
+    }
+  }
+
+  // Query row i in the usual orientation, for the few rows past the last full vector (n = 49 is 3 vectors
+  // and one row): logits as dot products, W of them reduced together by a transpose, a horizontal
+  // softmax, and P V with the weights broadcast. Cheaper than a vector of mostly empty lanes.
+  static void single_row(const Context &ctx, int64_t i) {
+    constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+    const int64_t n = ctx.n, d = ctx.d;
+    const float *qi = ctx.q + i * ctx.ld_q;
+    const auto last = T::first_lanes(d - (round_up(d, W) - W));  // lanes of the last channel vector
+    const V scale = T::broadcast(ctx.row_scale + i);
+    V vmax = T::set1(kNegInf);
+    for (int64_t j0 = 0; j0 < n; j0 += W) {
+      const float *kr[W];
+#pragma GCC unroll 16
+      for (int t = 0; t < W; ++t)
+        kr[t] = ctx.k + (j0 + t < n ? j0 + t : n - 1) * ctx.ld_k;  // lanes past n: unused
+      V dots[W];
+#pragma GCC unroll 16
+      for (int t = 0; t < W; ++t) dots[t] = T::zero();
+      for (int64_t c = 0; c < d; c += W) {
+        const bool partial = c + W > d;
+        const V qv = partial ? T::maskz_loadu(last, qi + c) : T::loadu(qi + c);
+#pragma GCC unroll 16
+        for (int t = 0; t < W; ++t)
+          dots[t] = T::fmadd(qv, partial ? T::maskz_loadu(last, kr[t] + c) : T::loadu(kr[t] + c), dots[t]);
+      }
+      V x = T::mul(T::sum_rows(dots), scale);
+      const bool partial = j0 + W > n;
+      const auto valid = T::first_lanes(partial ? n - j0 : W);
+      if (ctx.bias != nullptr) {
+        const float *b = ctx.bias + i * n + j0;
+        x = T::add(x, partial ? T::maskz_loadu(valid, b) : T::loadu(b));
+      }
+      if (ctx.mask != nullptr) {
+        const float *b = ctx.mask + i * n + j0;
+        x = T::add(x, partial ? T::maskz_loadu(valid, b) : T::loadu(b));
+      }
+      if (partial) x = T::neg_inf_outside(valid, x);
+      T::store(ctx.row + j0, x);
+      vmax = T::max(vmax, x);
+    }
+    float *row = ctx.row;
+    float m = T::reduce_max(vmax);
+    if (m == kNegInf) m = 0.0f;  // fully masked row: weights 0, output 0
+    V vsum = T::zero();
+    const bool huge = !(std::fabs(m) < 32768.0f);
+    const V m_log2e = T::set1(m * 1.44269504088896341f), vm = T::set1(m);
+    for (int64_t j = 0; j < ctx.n_pad; j += W) {
+      const V p = huge ? T::exp_diff(T::sub(T::load(row + j), vm), T::zero())
+                       : T::exp_diff(T::load(row + j), m_log2e);
+      T::store(row + j, p);
+      vsum = T::add(vsum, p);
+    }
+    const float total = T::reduce_add(vsum);
+    const V inv = T::set1(total == 0.0f ? 0.0f : 1.0f / total);
+    float *dst = ctx.out + i * ctx.ld_out;
+    // Two channel vectors at a time share each broadcast weight; even and odd j take separate accumulators
+    // so four FMA chains cover the latency.
+    for (int64_t c = 0; c < d; c += 2 * W) {
+      const float *v = ctx.v + c;
+      const bool partial0 = c + W > d, has1 = c + W<d, partial1 = c + 2 * W> d;
+      auto load_v = [&](int64_t j, int64_t offset, bool partial) {
+        return partial ? T::maskz_loadu(last, v + j * ctx.ld_v + offset)
+                       : T::loadu(v + j * ctx.ld_v + offset);
+      };
+      V a0 = T::zero(), a1 = T::zero(), b0 = T::zero(), b1 = T::zero();
+      int64_t j = 0;
+      for (; j + 2 <= n; j += 2) {
+        const V p0 = T::broadcast(row + j), p1 = T::broadcast(row + j + 1);
+        a0 = T::fmadd(p0, load_v(j, 0, partial0), a0);
+        b0 = T::fmadd(p1, load_v(j + 1, 0, partial0), b0);
+        if (has1) {
+          a1 = T::fmadd(p0, load_v(j, W, partial1), a1);
+          b1 = T::fmadd(p1, load_v(j + 1, W, partial1), b1);
+        }
+      }
+      if (j < n) {
+        const V p0 = T::broadcast(row + j);
+        a0 = T::fmadd(p0, load_v(j, 0, partial0), a0);
+        if (has1) a1 = T::fmadd(p0, load_v(j, W, partial1), a1);
+      }
+      const V y0 = T::mul(T::add(a0, b0), inv);
+      if (partial0) {
+        T::mask_storeu(dst + c, last, y0);
+      } else {
+        T::storeu(dst + c, y0);
+      }
+      if (has1) {
+        const V y1 = T::mul(T::add(a1, b1), inv);
+        if (partial1) {
+          T::mask_storeu(dst + c + W, last, y1);
+        } else {
+          T::storeu(dst + c + W, y1);
+        }
+      }
+    }
+  }
+
+  // sum of x[c]^2 over c < d.
+  static float squared_norm(const float *x, int64_t d) {
+    V acc = T::zero();
+    int64_t c = 0;
+    for (; c + W <= d; c += W) {
+      const V v = T::loadu(x + c);
+      acc = T::fmadd(v, v, acc);
+    }
+    if (c < d) {
+      const V v = T::maskz_loadu(T::first_lanes(d - c), x + c);
+      acc = T::fmadd(v, v, acc);
+    }
+    return T::reduce_add(acc);
+  }
+
+  // qt[c][i] = row_scale[i] * q[i][c], zero for i in [n, n_pad): W x W blocks transposed in registers.
+  static void pack_transposed(const float *q, int64_t ld_q, int64_t n, int64_t d, const float *row_scale,
+                              float *qt, int64_t n_pad) {
+    for (int64_t i0 = 0; i0 < n_pad; i0 += W) {
+      for (int64_t c0 = 0; c0 < d; c0 += W) {
+        const int64_t width = d - c0 < W ? d - c0 : W;
+        const auto columns = T::first_lanes(width);
+        V rows[W];
+#pragma GCC unroll 16
+        for (int r = 0; r < W; ++r) {
+          const int64_t i = i0 + r;
+          if (i >= n) {
+            rows[r] = T::zero();
+            continue;
+          }
+          const float *src = q + i * ld_q + c0;
+          rows[r] = width == W ? T::loadu(src) : T::maskz_loadu(columns, src);
+          rows[r] = T::mul(rows[r], T::broadcast(row_scale + i));
+        }
+        T::transpose(rows);
+        for (int64_t cc = 0; cc < width; ++cc) T::store(qt + (c0 + cc) * n_pad + i0, rows[cc]);
+      }
+    }
+  }
+
+  // terms: both forms of whichever of bias and mask is present (see AttentionTerms).
+  static void run(const AttentionShape &shape, const float *q, const float *k, const float *v, float scale,
+                  const AttentionTerms &terms, float *out, float *workspace) {
+    const int64_t n = shape.n, d = shape.head_dim;
+    const int64_t n_pad = round_up(n, W), d_pad = round_up(d, W);
+    float *qt = workspace;               // [d][n_pad]
+    float *row_scale = qt + d * n_pad;   // [n_pad]
+    float *st = row_scale + n_pad;       // [n][kBlock]
+    float *ot = st + n * kBlock;         // [d_pad][kBlock]
+    float *stats = ot + d_pad * kBlock;  // [2][kBlock]
+    float *row = stats + 2 * kBlock;     // [n_pad]
+    float *k_unit = row + n_pad;         // [n][d], cosine attention only
+
+    const float *keys = k;
+    int64_t ld_k = shape.ld_k;
+    for (int64_t i = 0; i < n; ++i) {
+      row_scale[i] = scale;
+      if (shape.cosine)
+        row_scale[i] = scale / std::fmax(std::sqrt(squared_norm(q + i * shape.ld_q, d)), 1e-12f);
+    }
+    pack_transposed(q, shape.ld_q, n, d, row_scale, qt, n_pad);
+    if (shape.cosine) {
+      for (int64_t j = 0; j < n; ++j) {
+        const float *src = k + j * shape.ld_k;
+        const float inv = 1.0f / std::fmax(std::sqrt(squared_norm(src, d)), 1e-12f);
+        for (int64_t c = 0; c < d; ++c) k_unit[j * d + c] = src[c] * inv;
+      }
+      keys = k_unit;
+      ld_k = d;
+    }
+    const Context ctx{n,
+                      d,
+                      n_pad,
+                      q,
+                      shape.ld_q,
+                      row_scale,
+                      row,
+                      qt,
+                      keys,
+                      ld_k,
+                      v,
+                      shape.ld_v,
+                      terms.bias_t,
+                      terms.mask_t,
+                      terms.ld_bias_t,
+                      terms.ld_mask_t,
+                      terms.bias,
+                      terms.mask,
+                      st,
+                      ot,
+                      stats,
+                      out,
+                      shape.ld_out};
+    // Rows past the last full vector run one at a time when they are few; blocks of nearly equal width
+    // take the rest (9 vectors run as 3 + 3 + 3, not 4 + 4 + 1).
+    const int64_t n_full = n / W * W;
+    const int64_t block_rows = n_full > 0 && n - n_full <= kMaxSingleRows ? n_full : n_pad;
+    for (int64_t i = block_rows; i < n; ++i) single_row(ctx, i);
+    const int64_t vecs = block_rows / W;
+    const int64_t blocks = (vecs + kBlockVecs - 1) / kBlockVecs;
+    int64_t i0 = 0;
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t width = (vecs - i0 / W + (blocks - b) - 1) / (blocks - b);
+      switch (width) {
+        case 1:
+          block<1>(ctx, i0);
+          break;
+        case 2:
+          block<kBlockVecs >= 2 ? 2 : 1>(ctx, i0);
+          break;
+        case 3:
+          block<kBlockVecs >= 3 ? 3 : 1>(ctx, i0);
+          break;
+        default:
+          block<kBlockVecs >= 4 ? 4 : 1>(ctx, i0);
+          break;
+      }
+      i0 += width * W;
+    }
+  }
+};
+
+// dst[j][i] = src[i][j] for an [n][n] src; dst is [n][ld], ld >= round_up(n, W), zero past column n.
+template <class T>
+void transpose_terms(const float *src, int64_t n, int64_t ld, float *dst) {
+  using V = typename T::Vec;
+  constexpr int W = T::kWidth;
+  for (int64_t i0 = 0; i0 < n; i0 += W) {    // src rows, dst columns
+    for (int64_t j0 = 0; j0 < n; j0 += W) {  // src columns, dst rows
+      const int64_t width = n - j0 < W ? n - j0 : W;
+      const auto columns = T::first_lanes(width);
+      V rows[W];
+#pragma GCC unroll 16
+      for (int r = 0; r < W; ++r) {
+        const float *p = src + (i0 + r) * n + j0;
+        rows[r] = i0 + r >= n ? T::zero() : width == W ? T::loadu(p) : T::maskz_loadu(columns, p);
+      }
+      T::transpose(rows);
+      for (int64_t c = 0; c < width; ++c) T::storeu(dst + (j0 + c) * ld + i0, rows[c]);
+    }
+  }
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t i = round_up(n, W); i < ld; ++i) dst[j * ld + i] = 0.0f;
+}
+
+// Scratch of Kernel<T>::run for a vector width w and block of block_vecs vectors.
+inline size_t workspace_floats_for(int64_t n, int64_t d, int64_t w, int64_t block_vecs) {
+  const int64_t n_pad = round_up(n, w), d_pad = round_up(d, w);
+  return static_cast<size_t>(d * n_pad + n_pad + n * block_vecs * w + d_pad * block_vecs * w +
+                             2 * block_vecs * w + n_pad + n * d + 64);
+}
+
+}  // namespace attention_tr_impl
+}  // namespace winattn
