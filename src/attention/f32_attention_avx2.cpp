@@ -56,7 +56,7 @@ struct Avx2 {
     return _mm256_and_ps(nonzero, _mm256_div_ps(_mm256_set1_ps(1.0f), x));
   }
   // Lane t of the result = the sum of the lanes of x[t], t < 8 (x is clobbered).
-  static Vec sum_rows(Vec *x) {
+  __attribute__((always_inline)) static inline Vec sum_rows(Vec *x) {
     Vec y[4];
 #pragma GCC unroll 16
     for (int k = 0; k < 4; ++k)  // lane L: x[2k] pair sums 0, x[2k+1] 0, x[2k] 1, x[2k+1] 1
@@ -85,7 +85,7 @@ struct Avx2 {
   }
 
   // In-register transpose of an 8 x 8 block: rows[i][j] -> rows[j][i].
-  static void transpose(Vec *rows) {
+  __attribute__((always_inline)) static inline void transpose(Vec *rows) {
     Vec t[8], u[8];
 #pragma GCC unroll 16
     for (int i = 0; i < 4; ++i) {

@@ -56,7 +56,7 @@ struct Avx512 {
 
   // In-register transpose of a 16 x 16 block: rows[i][j] -> rows[j][i]. Unpacks transpose the 4 x 4 blocks
   // inside each 128-bit lane; two rounds of lane shuffles then move the blocks.
-  static void transpose(Vec *rows) {
+  __attribute__((always_inline)) static inline void transpose(Vec *rows) {
     Vec t[16], u[16];
 #pragma GCC unroll 16
     for (int i = 0; i < 8; ++i) {
@@ -87,7 +87,7 @@ struct Avx512 {
 
   // Lane t of the result = the sum of the lanes of x[t], t < 16 (x is clobbered): the transpose-and-add
   // tree, 30 shuffles and 15 adds.
-  static Vec sum_rows(Vec *x) {
+  __attribute__((always_inline)) static inline Vec sum_rows(Vec *x) {
     Vec y[8], z[4];
 #pragma GCC unroll 16
     for (int k = 0; k < 8; ++k)  // lane L: x[2k] pair sums 0, x[2k+1] 0, x[2k] 1, x[2k+1] 1

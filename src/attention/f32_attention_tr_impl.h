@@ -373,9 +373,10 @@ struct Kernel {
   }
 
   // qt[c][i] = row_scale[i] * q[i][c], zero for i in [n, n_pad): W x W blocks transposed in registers.
+  // Only the columns [0, used) (a multiple of W) are written.
   static void pack_transposed(const float *q, int64_t ld_q, int64_t n, int64_t d, const float *row_scale,
-                              float *qt, int64_t n_pad) {
-    for (int64_t i0 = 0; i0 < n_pad; i0 += W) {
+                              float *qt, int64_t n_pad, int64_t used) {
+    for (int64_t i0 = 0; i0 < used; i0 += W) {
       for (int64_t c0 = 0; c0 < d; c0 += W) {
         const int64_t width = d - c0 < W ? d - c0 : W;
         const auto columns = T::first_lanes(width);
@@ -417,7 +418,11 @@ struct Kernel {
       if (shape.cosine)
         row_scale[i] = scale / std::fmax(std::sqrt(squared_norm(q + i * shape.ld_q, d)), 1e-12f);
     }
-    pack_transposed(q, shape.ld_q, n, d, row_scale, qt, n_pad);
+    // Rows past the last full vector run one at a time when they are few (single_row); blocks take the
+    // rest.
+    const int64_t n_full = n / W * W;
+    const int64_t block_rows = n_full > 0 && n - n_full <= kMaxSingleRows ? n_full : n_pad;
+    pack_transposed(q, shape.ld_q, n, d, row_scale, qt, n_pad, block_rows);
     if (shape.cosine) {
       for (int64_t j = 0; j < n; ++j) {
         const float *src = k + j * shape.ld_k;
@@ -450,10 +455,7 @@ struct Kernel {
                       stats,
                       out,
                       shape.ld_out};
-    // Rows past the last full vector run one at a time when they are few; blocks of nearly equal width
-    // take the rest (9 vectors run as 3 + 3 + 3, not 4 + 4 + 1).
-    const int64_t n_full = n / W * W;
-    const int64_t block_rows = n_full > 0 && n - n_full <= kMaxSingleRows ? n_full : n_pad;
+    // Blocks of nearly equal width: 9 vectors run as 3 + 3 + 3, not 4 + 4 + 1.
     for (int64_t i = block_rows; i < n; ++i) single_row(ctx, i);
     const int64_t vecs = block_rows / W;
     const int64_t blocks = (vecs + kBlockVecs - 1) / kBlockVecs;
