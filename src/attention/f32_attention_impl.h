@@ -15,13 +15,12 @@
 #include <limits>
 
 #include "attention/attention.h"
+#include "attention/f32_attention_common.h"
 
 namespace winattn {
 namespace attention_impl {
 
-inline int64_t round_up(int64_t x, int64_t m) {
-  return (x + m - 1) / m * m;
-}
+using attention_common::round_up;
 
 template <class T>
 struct Kernel {
@@ -274,52 +273,16 @@ struct Kernel {
     }
   }
 
-  // sum of x[c]^2 over c < d, in vectors (a scalar loop is one long FMA dependency chain).
-  static float squared_norm(const float *x, int64_t d) {
-    V acc = T::zero();
-    int64_t c = 0;
-    for (; c + W <= d; c += W) {
-      const V v = T::loadu(x + c);
-      acc = T::fmadd(v, v, acc);
-    }
-    if (c < d) {
-      const V v = T::maskz_loadu(T::first_lanes(d - c), x + c);
-      acc = T::fmadd(v, v, acc);
-    }
-    return T::reduce_add(acc);
-  }
+  using Common = attention_common::Common<T>;
 
-  // kt[c][j] = scale * k[j][c] (and / ||k_j|| for cosine attention), zero for j in [n, n_pad): W x W
-  // blocks loaded as rows and transposed in registers. Folding the scale into the keys saves a multiply
-  // per logit. key_scale: n_pad floats of scratch.
+  // kt[c][j] = scale * k[j][c] (and / ||k_j|| for cosine attention), zero for j in [n, n_pad). Folding the
+  // scale into the keys saves a multiply per logit. key_scale: n_pad floats of scratch.
   static void pack_keys(const AttentionShape &shape, const float *k, float scale, float *kt, int64_t n_pad,
                         float *key_scale) {
     const int64_t n = shape.n, d = shape.head_dim;
-    for (int64_t j = 0; j < n; ++j) {
-      key_scale[j] = scale;
-      if (shape.cosine)
-        key_scale[j] = scale / std::fmax(std::sqrt(squared_norm(k + j * shape.ld_k, d)), 1e-12f);
-    }
-    for (int64_t j0 = 0; j0 < n_pad; j0 += W) {
-      for (int64_t c0 = 0; c0 < d; c0 += W) {
-        const int64_t width = d - c0 < W ? d - c0 : W;
-        const M columns = T::first_lanes(width);
-        V rows[W];
-#pragma GCC unroll 16
-        for (int r = 0; r < W; ++r) {
-          const int64_t j = j0 + r;
-          if (j >= n) {
-            rows[r] = T::zero();
-            continue;
-          }
-          const float *src = k + j * shape.ld_k + c0;
-          rows[r] = width == W ? T::loadu(src) : T::maskz_loadu(columns, src);
-          rows[r] = T::mul(rows[r], T::broadcast(key_scale + j));
-        }
-        T::transpose(rows);
-        for (int64_t cc = 0; cc < width; ++cc) T::store(kt + (c0 + cc) * n_pad + j0, rows[cc]);
-      }
-    }
+    for (int64_t j = 0; j < n; ++j)
+      key_scale[j] = shape.cosine ? scale / Common::norm_or_eps(k + j * shape.ld_k, d) : scale;
+    Common::pack_scaled_transposed(k, shape.ld_k, n, d, key_scale, kt, n_pad, n_pad);
   }
 
   static void run(const AttentionShape &shape, const float *q, const float *k, const float *v, float scale,
@@ -342,7 +305,7 @@ struct Kernel {
     }
     if (shape.cosine) {  // 1 / ||q_i||; plain attention needs no per-row factor
       for (int64_t i = 0; i < n; ++i) {
-        row_scale[i] = 1.0f / std::fmax(std::sqrt(squared_norm(q + i * shape.ld_q, d)), 1e-12f);
+        row_scale[i] = 1.0f / Common::norm_or_eps(q + i * shape.ld_q, d);
       }
     }
     const float *v_rows = v;

@@ -17,13 +17,12 @@
 #include <limits>
 
 #include "attention/attention.h"
+#include "attention/f32_attention_common.h"
 
 namespace winattn {
 namespace attention_tr_impl {
 
-inline int64_t round_up(int64_t x, int64_t m) {
-  return (x + m - 1) / m * m;
-}
+using attention_common::round_up;
 
 template <class T>
 struct Kernel {
@@ -56,13 +55,50 @@ struct Kernel {
     int64_t ld_out;
   };
 
+  // acc[r][u] += sum over s < steps of a[r * a_row + s * a_step] (broadcast) * b[s * b_step + u * W]: the
+  // rank-1 updates both products are made of. Small tiles have too few accumulators to cover the FMA
+  // latency: a second set takes the odd s. The split depends on the shape only, so results do not depend
+  // on the thread count.
+  template <int R, int IV>
+  static inline void accumulate(const float *a, int64_t a_row, int64_t a_step, const float *b, int64_t b_step,
+                                int64_t steps, V (&acc)[R][IV]) {
+    constexpr bool kSplit = R * IV < 8;
+    V odd[R][IV];
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 16
+      for (int u = 0; u < IV; ++u) odd[r][u] = T::zero();
+    auto step = [&](int64_t s, V(&x)[R][IV]) {
+      V bv[IV];
+#pragma GCC unroll 16
+      for (int u = 0; u < IV; ++u) bv[u] = T::load(b + s * b_step + u * W);
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) {
+        const V ab = T::broadcast(a + r * a_row + s * a_step);
+#pragma GCC unroll 16
+        for (int u = 0; u < IV; ++u) x[r][u] = T::fmadd(ab, bv[u], x[r][u]);
+      }
+    };
+    int64_t s = 0;
+    if constexpr (kSplit) {
+      for (; s + 1 < steps; s += 2) {
+        step(s, acc);
+        step(s + 1, odd);
+      }
+    }
+    for (; s < steps; ++s) step(s, acc);
+    if constexpr (kSplit) {
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r)
+#pragma GCC unroll 16
+        for (int u = 0; u < IV; ++u) acc[r][u] = T::add(acc[r][u], odd[r][u]);
+    }
+  }
+
   // Key rows [j0, j0 + R) x query vectors [i0, i0 + IV*W) of logits^T into ctx.st; updates col_max.
   template <int R, int IV>
   static inline void logits_tile(const Context &ctx, int64_t j0, int64_t i0) {
-    // Small tiles have too few accumulators to cover the FMA latency: a second set takes the odd c. The
-    // split depends on the shape only, so results do not depend on the thread count.
-    constexpr bool kSplit = R * IV < 8;
-    V acc[R][IV], odd[R][IV];
+    V acc[R][IV];
     // The terms' rows may end at n (a symmetric mask passed as its own transpose): the last vector of a
     // block that runs past n loads only its valid lanes.
     const bool ragged = i0 + IV * W > ctx.n;
@@ -79,39 +115,13 @@ struct Kernel {
         if (ctx.mask_t != nullptr)
           init = T::add(init, load_term(ctx.mask_t + (j0 + r) * ctx.ld_mask_t + i, u));
         acc[r][u] = init;
-        odd[r][u] = T::zero();
       }
     }
-    const float *k = ctx.k + j0 * ctx.ld_k;
-    const float *qt = ctx.qt + i0;
-    auto step = [&](int64_t c, V(&a)[R][IV]) {
-      V qv[IV];
+    accumulate<R, IV>(ctx.k + j0 * ctx.ld_k, ctx.ld_k, 1, ctx.qt + i0, ctx.n_pad, ctx.d, acc);
 #pragma GCC unroll 16
-      for (int u = 0; u < IV; ++u) qv[u] = T::load(qt + c * ctx.n_pad + u * W);
+    for (int r = 0; r < R; ++r)
 #pragma GCC unroll 16
-      for (int r = 0; r < R; ++r) {
-        const V kb = T::broadcast(k + r * ctx.ld_k + c);
-#pragma GCC unroll 16
-        for (int u = 0; u < IV; ++u) a[r][u] = T::fmadd(kb, qv[u], a[r][u]);
-      }
-    };
-    int64_t c = 0;
-    if constexpr (kSplit) {
-      for (; c + 1 < ctx.d; c += 2) {
-        step(c, acc);
-        step(c + 1, odd);
-      }
-    }
-    for (; c < ctx.d; ++c) step(c, acc);
-#pragma GCC unroll 16
-    for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 16
-      for (int u = 0; u < IV; ++u) {
-        const V x = kSplit ? T::add(acc[r][u], odd[r][u]) : acc[r][u];
-        T::store(ctx.st + (j0 + r) * kBlock + u * W, x);
-        acc[r][u] = x;
-      }
-    }
+      for (int u = 0; u < IV; ++u) T::store(ctx.st + (j0 + r) * kBlock + u * W, acc[r][u]);
 #pragma GCC unroll 16
     for (int u = 0; u < IV; ++u) {
       V m = T::load(ctx.stats + u * W);
@@ -132,40 +142,17 @@ struct Kernel {
   // Channels [c0, c0 + CT) x query vectors of out^T = (V^T P^T) / sum into ctx.ot.
   template <int CT, int IV>
   static inline void output_tile(const Context &ctx, int64_t c0) {
-    constexpr bool kSplit = CT * IV < 8;
-    V acc[CT][IV], odd[CT][IV];
+    V acc[CT][IV];
 #pragma GCC unroll 16
     for (int t = 0; t < CT; ++t)
 #pragma GCC unroll 16
-      for (int u = 0; u < IV; ++u) acc[t][u] = odd[t][u] = T::zero();
-    const float *v = ctx.v + c0;
-    auto step = [&](int64_t j, V(&a)[CT][IV]) {
-      V pv[IV];
+      for (int u = 0; u < IV; ++u) acc[t][u] = T::zero();
+    accumulate<CT, IV>(ctx.v + c0, 1, ctx.ld_v, ctx.st, kBlock, ctx.n, acc);
 #pragma GCC unroll 16
-      for (int u = 0; u < IV; ++u) pv[u] = T::load(ctx.st + j * kBlock + u * W);
+    for (int t = 0; t < CT; ++t)
 #pragma GCC unroll 16
-      for (int t = 0; t < CT; ++t) {
-        const V vb = T::broadcast(v + j * ctx.ld_v + t);
-#pragma GCC unroll 16
-        for (int u = 0; u < IV; ++u) a[t][u] = T::fmadd(vb, pv[u], a[t][u]);
-      }
-    };
-    int64_t j = 0;
-    if constexpr (kSplit) {
-      for (; j + 1 < ctx.n; j += 2) {
-        step(j, acc);
-        step(j + 1, odd);
-      }
-    }
-    for (; j < ctx.n; ++j) step(j, acc);
-#pragma GCC unroll 16
-    for (int t = 0; t < CT; ++t) {
-#pragma GCC unroll 16
-      for (int u = 0; u < IV; ++u) {
-        const V x = kSplit ? T::add(acc[t][u], odd[t][u]) : acc[t][u];
-        T::store(ctx.ot + (c0 + t) * kBlock + u * W, T::mul(x, T::load(ctx.stats + kBlock + u * W)));
-      }
-    }
+      for (int u = 0; u < IV; ++u)
+        T::store(ctx.ot + (c0 + t) * kBlock + u * W, T::mul(acc[t][u], T::load(ctx.stats + kBlock + u * W)));
   }
 
   template <int CT, int IV>
@@ -357,46 +344,7 @@ struct Kernel {
     }
   }
 
-  // sum of x[c]^2 over c < d.
-  static float squared_norm(const float *x, int64_t d) {
-    V acc = T::zero();
-    int64_t c = 0;
-    for (; c + W <= d; c += W) {
-      const V v = T::loadu(x + c);
-      acc = T::fmadd(v, v, acc);
-    }
-    if (c < d) {
-      const V v = T::maskz_loadu(T::first_lanes(d - c), x + c);
-      acc = T::fmadd(v, v, acc);
-    }
-    return T::reduce_add(acc);
-  }
-
-  // qt[c][i] = row_scale[i] * q[i][c], zero for i in [n, n_pad): W x W blocks transposed in registers.
-  // Only the columns [0, used) (a multiple of W) are written.
-  static void pack_transposed(const float *q, int64_t ld_q, int64_t n, int64_t d, const float *row_scale,
-                              float *qt, int64_t n_pad, int64_t used) {
-    for (int64_t i0 = 0; i0 < used; i0 += W) {
-      for (int64_t c0 = 0; c0 < d; c0 += W) {
-        const int64_t width = d - c0 < W ? d - c0 : W;
-        const auto columns = T::first_lanes(width);
-        V rows[W];
-#pragma GCC unroll 16
-        for (int r = 0; r < W; ++r) {
-          const int64_t i = i0 + r;
-          if (i >= n) {
-            rows[r] = T::zero();
-            continue;
-          }
-          const float *src = q + i * ld_q + c0;
-          rows[r] = width == W ? T::loadu(src) : T::maskz_loadu(columns, src);
-          rows[r] = T::mul(rows[r], T::broadcast(row_scale + i));
-        }
-        T::transpose(rows);
-        for (int64_t cc = 0; cc < width; ++cc) T::store(qt + (c0 + cc) * n_pad + i0, rows[cc]);
-      }
-    }
-  }
+  using Common = attention_common::Common<T>;
 
   // terms: both forms of whichever of bias and mask is present (see AttentionTerms).
   static void run(const AttentionShape &shape, const float *q, const float *k, const float *v, float scale,
@@ -413,20 +361,17 @@ struct Kernel {
 
     const float *keys = k;
     int64_t ld_k = shape.ld_k;
-    for (int64_t i = 0; i < n; ++i) {
-      row_scale[i] = scale;
-      if (shape.cosine)
-        row_scale[i] = scale / std::fmax(std::sqrt(squared_norm(q + i * shape.ld_q, d)), 1e-12f);
-    }
+    for (int64_t i = 0; i < n; ++i)
+      row_scale[i] = shape.cosine ? scale / Common::norm_or_eps(q + i * shape.ld_q, d) : scale;
     // Rows past the last full vector run one at a time when they are few (single_row); blocks take the
     // rest.
     const int64_t n_full = n / W * W;
     const int64_t block_rows = n_full > 0 && n - n_full <= kMaxSingleRows ? n_full : n_pad;
-    pack_transposed(q, shape.ld_q, n, d, row_scale, qt, n_pad, block_rows);
+    Common::pack_scaled_transposed(q, shape.ld_q, n, d, row_scale, qt, n_pad, block_rows);
     if (shape.cosine) {
       for (int64_t j = 0; j < n; ++j) {
         const float *src = k + j * shape.ld_k;
-        const float inv = 1.0f / std::fmax(std::sqrt(squared_norm(src, d)), 1e-12f);
+        const float inv = 1.0f / Common::norm_or_eps(src, d);
         for (int64_t c = 0; c < d; ++c) k_unit[j * d + c] = src[c] * inv;
       }
       keys = k_unit;

@@ -1,0 +1,63 @@
+// Pieces both fused kernels use (f32_attention_impl.h, row-major; f32_attention_tr_impl.h, query-major),
+// written over the same ISA traits class.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+namespace winattn {
+namespace attention_common {
+
+inline int64_t round_up(int64_t x, int64_t m) {
+  return (x + m - 1) / m * m;
+}
+
+template <class T>
+struct Common {
+  using V = typename T::Vec;
+  static constexpr int W = T::kWidth;
+
+  // max(||x||, 1e-12) over x[0, d): the divisor of cosine attention's L2 normalisation (the eps of
+  // torch.nn.functional.normalize). Vectors, since a scalar loop is one long FMA dependency chain.
+  static float norm_or_eps(const float *x, int64_t d) {
+    V acc = T::zero();
+    int64_t c = 0;
+    for (; c + W <= d; c += W) {
+      const V v = T::loadu(x + c);
+      acc = T::fmadd(v, v, acc);
+    }
+    if (c < d) {
+      const V v = T::maskz_loadu(T::first_lanes(d - c), x + c);
+      acc = T::fmadd(v, v, acc);
+    }
+    return std::fmax(std::sqrt(T::reduce_add(acc)), 1e-12f);
+  }
+
+  // dst[c][i] = scale[i] * src[i][c] for c < d and i < n, zero for i in [n, used) (used a multiple of W):
+  // W x W blocks loaded as rows and transposed in registers. src rows are ld floats apart, dst rows ld_dst.
+  static void pack_scaled_transposed(const float *src, int64_t ld, int64_t n, int64_t d, const float *scale,
+                                     float *dst, int64_t ld_dst, int64_t used) {
+    for (int64_t i0 = 0; i0 < used; i0 += W) {
+      for (int64_t c0 = 0; c0 < d; c0 += W) {
+        const int64_t width = d - c0 < W ? d - c0 : W;
+        const auto columns = T::first_lanes(width);
+        V rows[W];
+#pragma GCC unroll 16
+        for (int r = 0; r < W; ++r) {
+          const int64_t i = i0 + r;
+          if (i >= n) {
+            rows[r] = T::zero();
+            continue;
+          }
+          const float *p = src + i * ld + c0;
+          rows[r] = T::mul(width == W ? T::loadu(p) : T::maskz_loadu(columns, p), T::broadcast(scale + i));
+        }
+        T::transpose(rows);
+        for (int64_t cc = 0; cc < width; ++cc) T::store(dst + (c0 + cc) * ld_dst + i0, rows[cc]);
+      }
+    }
+  }
+};
+
+}  // namespace attention_common
+}  // namespace winattn
