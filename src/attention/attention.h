@@ -18,6 +18,14 @@ struct AttentionShape {
   // SwinV2 cosine attention: q and k rows are L2-normalised (eps 1e-12) inside the kernel, and `scale`
   // multiplies the cosine similarity (exp(min(logit_scale, ln 100)) for the layer).
   bool cosine = false;
+  // Memory the next call will read or write (the next item's q, k, v and out): prefetched into L2 a few
+  // lines at a time while this call computes. Empty ranges are skipped.
+  struct Range {
+    const float *data = nullptr;
+    int64_t floats = 0;
+  };
+  static constexpr int kPrefetchRanges = 4;
+  Range prefetch[kPrefetchRanges];
 };
 
 // The bias and mask of one (window, head), [n][n] (query i, key j) or null, and their transposes

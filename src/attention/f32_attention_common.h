@@ -5,12 +5,49 @@
 #include <cmath>
 #include <cstdint>
 
+#include <xmmintrin.h>
+
+#include "attention/attention.h"
+
 namespace winattn {
 namespace attention_common {
 
 inline int64_t round_up(int64_t x, int64_t m) {
   return (x + m - 1) / m * m;
 }
+
+// Prefetches of AttentionShape::prefetch, spread over the steps (tiles) of a kernel: a burst of a whole
+// item's lines at once would stall on the miss buffers.
+class SpreadPrefetch {
+ public:
+  SpreadPrefetch(const AttentionShape &shape, int64_t steps) {
+    for (const AttentionShape::Range &r : shape.prefetch) {
+      if (r.data == nullptr || r.floats <= 0) continue;
+      Stream &s = streams_[count_++];
+      s.base = reinterpret_cast<const char *>(r.data);
+      s.lines = (r.floats * static_cast<int64_t>(sizeof(float)) + 63) / 64;
+      s.per_step = steps > 0 ? (s.lines + steps - 1) / steps : s.lines;
+    }
+  }
+  void step() {
+    for (int i = 0; i < count_; ++i) issue(streams_[i], streams_[i].per_step);
+  }
+  void finish() {
+    for (int i = 0; i < count_; ++i) issue(streams_[i], streams_[i].lines);
+  }
+
+ private:
+  struct Stream {
+    const char *base = nullptr;
+    int64_t lines = 0, next = 0, per_step = 0;
+  };
+  static void issue(Stream &s, int64_t count) {
+    const int64_t end = s.next + count < s.lines ? s.next + count : s.lines;
+    for (; s.next < end; ++s.next) _mm_prefetch(s.base + s.next * 64, _MM_HINT_T1);
+  }
+  Stream streams_[AttentionShape::kPrefetchRanges];
+  int count_ = 0;
+};
 
 template <class T>
 struct Common {

@@ -287,6 +287,7 @@ struct Kernel {
 
   static void run(const AttentionShape &shape, const float *q, const float *k, const float *v, float scale,
                   const AttentionTerms &terms, float *out, float *workspace) {
+    attention_common::SpreadPrefetch(shape, 0).finish();  // short windows: a few lines, all at once
     const int64_t n = shape.n, d = shape.head_dim;
     const float *bias = terms.bias, *mask = terms.mask;
     const int64_t n_pad = round_up(n, W), d_pad = round_up(d, W);

@@ -53,6 +53,7 @@ struct Kernel {
     float *stats;
     float *out;
     int64_t ld_out;
+    attention_common::SpreadPrefetch *prefetch;
   };
 
   // acc[r][u] += sum over s < steps of a[r * a_row + s * a_step] (broadcast) * b[s * b_step + u * W]: the
@@ -98,6 +99,7 @@ struct Kernel {
   // Key rows [j0, j0 + R) x query vectors [i0, i0 + IV*W) of logits^T into ctx.st; updates col_max.
   template <int R, int IV>
   static inline void logits_tile(const Context &ctx, int64_t j0, int64_t i0) {
+    ctx.prefetch->step();
     V acc[R][IV];
     // The terms' rows may end at n (a symmetric mask passed as its own transpose): the last vector of a
     // block that runs past n loads only its valid lanes.
@@ -142,6 +144,7 @@ struct Kernel {
   // Channels [c0, c0 + CT) x query vectors of out^T = (V^T P^T) / sum into ctx.ot.
   template <int CT, int IV>
   static inline void output_tile(const Context &ctx, int64_t c0) {
+    ctx.prefetch->step();
     V acc[CT][IV];
 #pragma GCC unroll 16
     for (int t = 0; t < CT; ++t)
@@ -377,6 +380,9 @@ struct Kernel {
       keys = k_unit;
       ld_k = d;
     }
+    // About one step per tile: blocks x (key tiles + channel tiles), tiles of at least 6.
+    const int64_t blocks_estimate = (n_pad + kBlock - 1) / kBlock;
+    attention_common::SpreadPrefetch prefetch(shape, blocks_estimate * ((n + 5) / 6 + (d + 5) / 6));
     const Context ctx{n,
                       d,
                       n_pad,
@@ -399,7 +405,8 @@ struct Kernel {
                       ot,
                       stats,
                       out,
-                      shape.ld_out};
+                      shape.ld_out,
+                      &prefetch};
     // Blocks of nearly equal width: 9 vectors run as 3 + 3 + 3, not 4 + 4 + 1.
     for (int64_t i = block_rows; i < n; ++i) single_row(ctx, i);
     const int64_t vecs = block_rows / W;
@@ -423,6 +430,7 @@ struct Kernel {
       }
       i0 += width * W;
     }
+    prefetch.finish();
   }
 };
 

@@ -1,8 +1,11 @@
-#include <xmmintrin.h>
+#include <emmintrin.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <atomic>
 #include <cstring>
+#include <new>
+#include <thread>
 
 #include "attention/attention.h"
 #include "attention/f32_attention_impl.h"
@@ -58,16 +61,80 @@ void transpose_terms(const float *src, int64_t n, float *dst) {
 
 namespace {
 
-// Whether every element is +0 or -0 (an OR of the bits without the sign, which the compiler vectorises).
+// Whether every element is +0 or -0: the bits without the sign ORed 64 floats at a time (SSE2, which every
+// x86-64 has), stopping at the first block with a non-zero: a shifted window's mask shows one in its first
+// row, so only all-zero masks are read to the end.
 bool all_zero(const float *x, int64_t count) {
-  uint32_t bits = 0;
-  for (int64_t i = 0; i < count; ++i) {
+  const __m128i magnitude = _mm_set1_epi32(0x7fffffff);
+  int64_t i = 0;
+  for (; i + 64 <= count; i += 64) {
+    __m128i bits[4] = {_mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128()};
+    for (int b = 0; b < 16; ++b)
+      bits[b % 4] =
+          _mm_or_si128(bits[b % 4], _mm_loadu_si128(reinterpret_cast<const __m128i *>(x + i + 4 * b)));
+    const __m128i any = _mm_and_si128(
+        _mm_or_si128(_mm_or_si128(bits[0], bits[1]), _mm_or_si128(bits[2], bits[3])), magnitude);
+    if (_mm_movemask_epi8(_mm_cmpeq_epi32(any, _mm_setzero_si128())) != 0xffff) return false;
+  }
+  uint32_t rest = 0;
+  for (; i < count; ++i) {
     uint32_t u;
     std::memcpy(&u, x + i, sizeof u);
-    bits |= u & 0x7fffffffu;
+    rest |= u & 0x7fffffffu;
   }
-  return bits == 0;
+  return rest == 0;
 }
+
+// The mask windows of one call, each checked for all zeros (then skipped: adding 0 changes no logit, and 49
+// of Swin-T stage 1's 64 windows have no shift boundary) and, for a query-major kernel, transposed: by the
+// first thread to need it, while it works through its items, rather than in a separate pass. A thread
+// that needs a window another is preparing waits for it; the result does not depend on which thread
+// prepared it.
+class MaskWindows {
+ public:
+  enum : uint32_t { kUnknown = 0, kBusy = 1, kZero = 2, kReady = 3 };
+
+  // state: count floats of scratch, reused as atomics.
+  MaskWindows(const float *mask, int64_t count, int64_t n, bool transposed, float *mask_t, float *state)
+      : mask_(mask), n_(n), ld_(transposed_terms_ld(n)), transposed_(transposed), mask_t_(mask_t) {
+    static_assert(sizeof(std::atomic<uint32_t>) == sizeof(float), "one float of scratch per state");
+    state_ = reinterpret_cast<std::atomic<uint32_t> *>(state);
+    for (int64_t w = 0; w < count; ++w) new (state + w) std::atomic<uint32_t>(kUnknown);
+  }
+
+  const float *mask(int64_t w) const { return mask_ + w * n_ * n_; }
+  const float *mask_t(int64_t w) const { return mask_t_ + w * n_ * ld_; }
+
+  // kZero or kReady, once window w is prepared (by this thread or another).
+  uint32_t prepare(int64_t w) {
+    std::atomic<uint32_t> &state = state_[w];
+    uint32_t s = state.load(std::memory_order_acquire);
+    if (s >= kZero) return s;
+    uint32_t expected = kUnknown;
+    if (s == kUnknown && state.compare_exchange_strong(expected, kBusy, std::memory_order_acq_rel)) {
+      const bool zero = all_zero(mask(w), n_ * n_);
+      if (!zero && transposed_) transpose_terms(mask(w), n_, mask_t_ + w * n_ * ld_);
+      s = zero ? kZero : kReady;
+      state.store(s, std::memory_order_release);
+      return s;
+    }
+    for (int spins = 0; (s = state.load(std::memory_order_acquire)) < kZero; ++spins) {
+      if (spins < 4096) {
+        _mm_pause();
+      } else {
+        std::this_thread::yield();
+      }
+    }
+    return s;
+  }
+
+ private:
+  const float *mask_;
+  int64_t n_, ld_;
+  bool transposed_;
+  float *mask_t_;
+  std::atomic<uint32_t> *state_;
+};
 
 }  // namespace
 
@@ -78,20 +145,18 @@ void window_attention(int64_t num_windows, int64_t num_heads, int64_t n, int64_t
   const int64_t items = num_windows * num_heads;
   const int threads = static_cast<int>(std::min<int64_t>(effective_num_threads(), items));
   const size_t per_thread = (attention_workspace_floats(n, head_dim) + 15) / 16 * 16;
-  // Per mask window in use: whether it is all zeros (then it is skipped: adding 0 changes no logit), and
-  // for a query-major kernel its transpose; the bias of each head transposed as well. Made once per call,
-  // shared by all threads: [heads][n][ld] bias, then [masks][n][ld] masks.
+  // Scratch: each thread's workspace; each head's bias transposed (query-major kernels, made once per
+  // call); each mask window in use transposed (the same) and its state.
   const int64_t ld_t = transposed_terms_ld(n);
   const int64_t bias_count = kernel.transposed && bias != nullptr ? num_heads : 0;
   const int64_t mask_count = mask != nullptr ? std::min(mask_windows, num_windows) : 0;
   const int64_t mask_t_count = kernel.transposed ? mask_count : 0;
   const size_t terms_floats = static_cast<size_t>((bias_count + mask_t_count) * n * ld_t);
-  const size_t flag_floats = static_cast<size_t>(mask_count);
   float *const base = thread_scratch(per_thread * static_cast<size_t>(threads) + terms_floats +
-                                     flag_floats);  // may throw: before any output
+                                     static_cast<size_t>(mask_count));  // may throw: before any output
   float *const bias_t = base + per_thread * static_cast<size_t>(threads);
   float *const mask_t = bias_t + bias_count * n * ld_t;
-  float *const mask_zero = mask_t + mask_t_count * n * ld_t;  // 1 for an all-zero mask window
+  MaskWindows masks(mask, mask_count, n, kernel.transposed, mask_t, mask_t + mask_t_count * n * ld_t);
   AttentionShape shape;
   shape.n = n;
   shape.head_dim = head_dim;
@@ -100,17 +165,8 @@ void window_attention(int64_t num_windows, int64_t num_heads, int64_t n, int64_t
 #pragma omp parallel num_threads(threads)
   {
 #pragma omp for schedule(static)
-    for (int64_t m = 0; m < bias_count + mask_count; ++m) {
-      if (m < bias_count) {
-        transpose_terms(bias + m * n * n, n, bias_t + m * n * ld_t);
-        continue;
-      }
-      const int64_t w = m - bias_count;
-      const bool zero = all_zero(mask + w * n * n, n * n);
-      mask_zero[w] = zero ? 1.0f : 0.0f;
-      if (!zero && mask_t_count > 0) transpose_terms(mask + w * n * n, n, mask_t + w * n * ld_t);
-    }
-    float *scratch = base + per_thread * static_cast<size_t>(thread_index());
+    for (int64_t h = 0; h < bias_count; ++h) transpose_terms(bias + h * n * n, n, bias_t + h * n * ld_t);
+    float *const scratch = base + per_thread * static_cast<size_t>(thread_index());
 #pragma omp for schedule(static)
     for (int64_t item = 0; item < items; ++item) {
       const int64_t w = item / num_heads, h = item % num_heads;
@@ -121,22 +177,23 @@ void window_attention(int64_t num_windows, int64_t num_heads, int64_t n, int64_t
         if (bias_count > 0) terms.bias_t = bias_t + h * n * ld_t;
         terms.ld_bias_t = ld_t;
       }
-      if (mask != nullptr && mask_zero[w % mask_windows] == 0.0f) {
-        terms.mask = mask + (w % mask_windows) * n * n;
-        if (mask_t_count > 0) terms.mask_t = mask_t + (w % mask_windows) * n * ld_t;
+      if (mask != nullptr && masks.prepare(w % mask_windows) == MaskWindows::kReady) {
+        terms.mask = masks.mask(w % mask_windows);
+        if (mask_t_count > 0) terms.mask_t = masks.mask_t(w % mask_windows);
         terms.ld_mask_t = ld_t;
       }
+      // What the next item reads and writes, into L2 while this one computes: without it the kernel waits on
+      // memory at its first touch of each, for batches larger than the caches. (Its bias and mask are
+      // shared between items and mostly in L2 already: prefetching them measured slower.)
+      AttentionShape item_shape = shape;
       if (item + 1 < items) {
-        // The next (window, head) into L2 while this one computes: for batches larger than the caches the
-        // kernel otherwise waits on memory for its first touch of q, k and v.
         const size_t next = offset + static_cast<size_t>(head_stride);
-        for (int64_t b = 0; b < head_stride; b += 16) {
-          _mm_prefetch(reinterpret_cast<const char *>(q + next + b), _MM_HINT_T1);
-          _mm_prefetch(reinterpret_cast<const char *>(k + next + b), _MM_HINT_T1);
-          _mm_prefetch(reinterpret_cast<const char *>(v + next + b), _MM_HINT_T1);
-        }
+        item_shape.prefetch[0] = {q + next, head_stride};
+        item_shape.prefetch[1] = {k + next, head_stride};
+        item_shape.prefetch[2] = {v + next, head_stride};
+        item_shape.prefetch[3] = {out + next, head_stride};
       }
-      kernel.run(shape, q + offset, k + offset, v + offset, scale, terms, out + offset, scratch);
+      kernel.run(item_shape, q + offset, k + offset, v + offset, scale, terms, out + offset, scratch);
     }
   }
 }
