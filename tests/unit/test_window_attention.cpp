@@ -344,6 +344,41 @@ TEST_CASE("window_attention: thread counts 1, 2, 3 give identical bits on every 
   }
 }
 
+// A batch of images shares the mask windows (window w uses mask w % mask_windows), and most of Swin's are
+// all zeros: the library checks each once per call, skips the zero ones and transposes the others, on
+// whichever thread first needs it. Zero windows written as -0.0 as well as +0.0; the rest Swin's -100
+// pattern. Every ISA against the reference, and the same bits for 1, 2 and 3 threads (so that window
+// preparation shared between threads cannot change a result).
+TEST_CASE("window_attention: mask windows reused across images, some all zero, any thread count") {
+  wt::DispatchGuard guard;
+  const auto isas = wt::available_isas();
+  wt::Rng rng(107);
+  for (int64_t n : {16, 49, 64}) {
+    Problem p = make_problem(rng, 12, 3, n, 32, true, MaskKind::kNone, ScaleKind::kNormal);
+    p.mask_windows = 4;
+    p.mask.assign(static_cast<size_t>(p.mask_windows * n * n), 0.0f);
+    for (int64_t j = 0; j < n * n; j += 3) p.mask[static_cast<size_t>(2 * n * n + j)] = -0.0f;
+    for (int64_t m : {1, 3})
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < n; ++j)
+          if ((i < n / 2) != (j < n / 2 + m)) p.mask[static_cast<size_t>((m * n + i) * n + j)] = -100.0f;
+    check_all_isas(p, isas);
+    for (const std::string &isa : isas) {
+      wt::force_isa(isa);
+      CAPTURE(isa);
+      CAPTURE(p.describe());
+      std::vector<std::vector<float>> outs;
+      for (int threads : {1, 2, 3}) {
+        REQUIRE(winattn_set_num_threads(threads) == WINATTN_STATUS_OK);
+        outs.push_back(run(p));
+      }
+      winattn_set_num_threads(0);
+      CHECK(std::memcmp(outs[0].data(), outs[1].data(), outs[0].size() * sizeof(float)) == 0);
+      CHECK(std::memcmp(outs[0].data(), outs[2].data(), outs[0].size() * sizeof(float)) == 0);
+    }
+  }
+}
+
 TEST_CASE("window_attention rejects invalid arguments and leaves out untouched") {
   wt::DispatchGuard guard;
   wt::Rng rng(107);
