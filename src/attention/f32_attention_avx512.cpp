@@ -114,15 +114,15 @@ struct Avx512 {
   static Vec exp_diff(Vec s, Vec m_log2e) {
     const Vec u = _mm512_fmsub_ps(s, _mm512_set1_ps(1.44269504088896341f), m_log2e);
     const __mmask16 keep = _mm512_cmp_ps_mask(u, _mm512_set1_ps(-126.0f), _CMP_NLT_UQ);  // u >= -126 or NaN
-    const Vec uc = _mm512_max_ps(_mm512_set1_ps(-127.0f), u);  // second operand returned for NaN
-    const Vec f = _mm512_reduce_ps(uc, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    // No clamp needed: lanes below -126 (-inf included, where vreduceps gives 0) are zeroed by the mask.
+    const Vec f = _mm512_reduce_ps(u, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
     Vec p = _mm512_set1_ps(0.0018671301659196615f);
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.009017029777169228f));
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.05579991266131401f));
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.24016444385051727f));
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.6931512951850891f));
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-    return _mm512_maskz_scalef_ps(keep, p, uc);
+    return _mm512_maskz_scalef_ps(keep, p, u);
   }
 };
 
