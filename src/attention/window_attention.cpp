@@ -167,7 +167,10 @@ void window_attention(int64_t num_windows, int64_t num_heads, int64_t n, int64_t
 #pragma omp for schedule(static)
     for (int64_t h = 0; h < bias_count; ++h) transpose_terms(bias + h * n * n, n, bias_t + h * n * ld_t);
     float *const scratch = base + per_thread * static_cast<size_t>(thread_index());
-#pragma omp for schedule(static)
+    // Guided: (window, head) items differ in cost (windows with a mask, and the thread that prepares a
+    // mask window), and on 16 threads static chunks left some threads waiting (guided measured up to 1.14x
+    // faster there, the same on 2). Items are independent, so the schedule cannot change a result.
+#pragma omp for schedule(guided)
     for (int64_t item = 0; item < items; ++item) {
       const int64_t w = item / num_heads, h = item % num_heads;
       const size_t offset = static_cast<size_t>(item * head_stride);
