@@ -65,16 +65,20 @@ namespace {
 // x86-64 has), stopping at the first block with a non-zero: a shifted window's mask shows one in its first
 // row, so only all-zero masks are read to the end.
 bool all_zero(const float *x, int64_t count) {
-  const __m128i magnitude = _mm_set1_epi32(0x7fffffff);
   int64_t i = 0;
   for (; i + 64 <= count; i += 64) {
-    __m128i bits[4] = {_mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128()};
-    for (int b = 0; b < 16; ++b)
-      bits[b % 4] =
-          _mm_or_si128(bits[b % 4], _mm_loadu_si128(reinterpret_cast<const __m128i *>(x + i + 4 * b)));
-    const __m128i any = _mm_and_si128(
-        _mm_or_si128(_mm_or_si128(bits[0], bits[1]), _mm_or_si128(bits[2], bits[3])), magnitude);
-    if (_mm_movemask_epi8(_mm_cmpeq_epi32(any, _mm_setzero_si128())) != 0xffff) return false;
+    // Four independent OR chains of four 16-byte loads each.
+    const __m128i *p = reinterpret_cast<const __m128i *>(x + i);
+    __m128i a = _mm_or_si128(_mm_loadu_si128(p + 0), _mm_loadu_si128(p + 1));
+    __m128i b = _mm_or_si128(_mm_loadu_si128(p + 2), _mm_loadu_si128(p + 3));
+    __m128i c = _mm_or_si128(_mm_loadu_si128(p + 4), _mm_loadu_si128(p + 5));
+    __m128i d = _mm_or_si128(_mm_loadu_si128(p + 6), _mm_loadu_si128(p + 7));
+    a = _mm_or_si128(a, _mm_or_si128(_mm_loadu_si128(p + 8), _mm_loadu_si128(p + 9)));
+    b = _mm_or_si128(b, _mm_or_si128(_mm_loadu_si128(p + 10), _mm_loadu_si128(p + 11)));
+    c = _mm_or_si128(c, _mm_or_si128(_mm_loadu_si128(p + 12), _mm_loadu_si128(p + 13)));
+    d = _mm_or_si128(d, _mm_or_si128(_mm_loadu_si128(p + 14), _mm_loadu_si128(p + 15)));
+    const __m128i magnitude = _mm_slli_epi32(_mm_or_si128(_mm_or_si128(a, b), _mm_or_si128(c, d)), 1);
+    if (_mm_movemask_epi8(_mm_cmpeq_epi32(magnitude, _mm_setzero_si128())) != 0xffff) return false;
   }
   uint32_t rest = 0;
   for (; i < count; ++i) {
