@@ -184,6 +184,24 @@ void check_all_isas(const Problem &p, const std::vector<std::string> &isas) {
   }
 }
 
+// p on every available ISA with 1, 2 and 3 threads: the same bits each time.
+void check_thread_counts(const Problem &p, const std::vector<std::string> &isas) {
+  for (const std::string &isa : isas) {
+    wt::force_isa(isa);
+    CAPTURE(isa);
+    CAPTURE(p.describe());
+    std::vector<std::vector<float>> outs;
+    for (int threads : {1, 2, 3}) {
+      REQUIRE(winattn_set_num_threads(threads) == WINATTN_STATUS_OK);
+      REQUIRE(winattn_get_num_threads() == threads);
+      outs.push_back(run(p));
+    }
+    winattn_set_num_threads(0);
+    CHECK(std::memcmp(outs[0].data(), outs[1].data(), outs[0].size() * sizeof(float)) == 0);
+    CHECK(std::memcmp(outs[0].data(), outs[2].data(), outs[0].size() * sizeof(float)) == 0);
+  }
+}
+
 void check_configurations(wt::Rng &rng, int64_t n, int64_t dim, const std::vector<std::string> &isas) {
   const int64_t windows = 3, heads = 2;
   struct Config {
@@ -327,20 +345,7 @@ TEST_CASE("window_attention: thread counts 1, 2, 3 give identical bits on every 
       make_problem(rng, 2, 3, 144, 16, true, MaskKind::kHundred, ScaleKind::kNormal),
   };
   for (const Problem &p : problems) {
-    for (const std::string &isa : isas) {
-      wt::force_isa(isa);
-      CAPTURE(isa);
-      CAPTURE(p.describe());
-      std::vector<std::vector<float>> outs;
-      for (int threads : {1, 2, 3}) {
-        REQUIRE(winattn_set_num_threads(threads) == WINATTN_STATUS_OK);
-        REQUIRE(winattn_get_num_threads() == threads);
-        outs.push_back(run(p));
-      }
-      winattn_set_num_threads(0);
-      CHECK(std::memcmp(outs[0].data(), outs[1].data(), outs[0].size() * sizeof(float)) == 0);
-      CHECK(std::memcmp(outs[0].data(), outs[2].data(), outs[0].size() * sizeof(float)) == 0);
-    }
+    check_thread_counts(p, isas);
   }
 }
 
@@ -363,19 +368,7 @@ TEST_CASE("window_attention: mask windows reused across images, some all zero, a
         for (int64_t j = 0; j < n; ++j)
           if ((i < n / 2) != (j < n / 2 + m)) p.mask[static_cast<size_t>((m * n + i) * n + j)] = -100.0f;
     check_all_isas(p, isas);
-    for (const std::string &isa : isas) {
-      wt::force_isa(isa);
-      CAPTURE(isa);
-      CAPTURE(p.describe());
-      std::vector<std::vector<float>> outs;
-      for (int threads : {1, 2, 3}) {
-        REQUIRE(winattn_set_num_threads(threads) == WINATTN_STATUS_OK);
-        outs.push_back(run(p));
-      }
-      winattn_set_num_threads(0);
-      CHECK(std::memcmp(outs[0].data(), outs[1].data(), outs[0].size() * sizeof(float)) == 0);
-      CHECK(std::memcmp(outs[0].data(), outs[2].data(), outs[0].size() * sizeof(float)) == 0);
-    }
+    check_thread_counts(p, isas);
   }
 }
 
