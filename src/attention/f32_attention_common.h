@@ -77,6 +77,18 @@ struct Common {
     for (int64_t i0 = 0; i0 < used; i0 += W) {
       for (int64_t c0 = 0; c0 < d; c0 += W) {
         const int64_t width = d - c0 < W ? d - c0 : W;
+        if (width == W && i0 + W <= n) {
+          // Full blocks, the common case: every index a constant, so the block stays in registers (the
+          // general path below goes through the stack for its run-time row and column counts).
+          V rows[W];
+#pragma GCC unroll 16
+          for (int r = 0; r < W; ++r)
+            rows[r] = T::mul(T::loadu(src + (i0 + r) * ld + c0), T::broadcast(scale + i0 + r));
+          T::transpose(rows);
+#pragma GCC unroll 16
+          for (int cc = 0; cc < W; ++cc) T::store(dst + (c0 + cc) * ld_dst + i0, rows[cc]);
+          continue;
+        }
         const auto columns = T::first_lanes(width);
         V rows[W];
 #pragma GCC unroll 16

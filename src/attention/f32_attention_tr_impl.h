@@ -240,7 +240,10 @@ struct Kernel {
           x[t] = t < width ? T::load(ctx.ot + (cb + t) * kBlock + u * W) : T::zero();
         T::transpose(x);
         float *dst = ctx.out + row0 * ctx.ld_out + cb;
-        if (width == W) {
+        if (width == W && rows == W) {  // constant indices: x stays in registers
+#pragma GCC unroll 16
+          for (int r = 0; r < W; ++r) T::storeu(dst + r * ctx.ld_out, x[r]);
+        } else if (width == W) {
           for (int64_t r = 0; r < rows; ++r) T::storeu(dst + r * ctx.ld_out, x[r]);
         } else {
           const auto valid = T::first_lanes(width);
