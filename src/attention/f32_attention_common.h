@@ -20,7 +20,7 @@ inline int64_t round_up(int64_t x, int64_t m) {
 // item's lines at once would stall on the miss buffers.
 class SpreadPrefetch {
  public:
-  SpreadPrefetch(const AttentionShape &shape, int64_t steps) {
+  SpreadPrefetch(const AttentionShape &shape, int64_t steps) : to_l1_(shape.prefetch_to_l1) {
     for (const AttentionShape::Range &r : shape.prefetch) {
       if (r.data == nullptr || r.floats <= 0) continue;
       Stream &s = streams_[count_++];
@@ -41,12 +41,17 @@ class SpreadPrefetch {
     const char *base = nullptr;
     int64_t lines = 0, next = 0, per_step = 0;
   };
-  static void issue(Stream &s, int64_t count) {
+  void issue(Stream &s, int64_t count) const {
     const int64_t end = s.next + count < s.lines ? s.next + count : s.lines;
-    for (; s.next < end; ++s.next) _mm_prefetch(s.base + s.next * 64, _MM_HINT_T1);
+    if (to_l1_) {
+      for (; s.next < end; ++s.next) _mm_prefetch(s.base + s.next * 64, _MM_HINT_T0);
+    } else {
+      for (; s.next < end; ++s.next) _mm_prefetch(s.base + s.next * 64, _MM_HINT_T1);
+    }
   }
   Stream streams_[AttentionShape::kPrefetchRanges];
   int count_ = 0;
+  bool to_l1_;
 };
 
 template <class T>

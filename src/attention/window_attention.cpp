@@ -170,6 +170,7 @@ void window_attention(int64_t num_windows, int64_t num_heads, int64_t n, int64_t
   shape.n = n;
   shape.head_dim = head_dim;
   shape.ld_q = shape.ld_k = shape.ld_v = shape.ld_out = head_dim;
+  shape.prefetch_to_l1 = cpu_is_amd();
   const int64_t head_stride = n * head_dim;
 #pragma omp parallel num_threads(threads)
   {

@@ -43,6 +43,16 @@ Isa detect() {
   return avx512_bf16 ? Isa::avx512_bf16 : Isa::avx512;
 }
 
+bool detect_amd() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return false;
+  char vendor[12];
+  std::memcpy(vendor, &ebx, 4);
+  std::memcpy(vendor + 4, &edx, 4);
+  std::memcpy(vendor + 8, &ecx, 4);
+  return std::memcmp(vendor, "AuthenticAMD", 12) == 0;
+}
+
 std::atomic<int> g_cap{-1};  // -1: not initialised yet; else an Isa value
 std::once_flag g_env_once;
 
@@ -107,6 +117,11 @@ Isa active_isa() {
 void set_max_isa(Isa cap) {
   read_environment_once();
   g_cap.store(static_cast<int>(cap), std::memory_order_relaxed);
+}
+
+bool cpu_is_amd() {
+  static const bool amd = detect_amd();
+  return amd;
 }
 
 }  // namespace winattn

@@ -17,4 +17,8 @@ Isa cpu_isa();
 Isa active_isa();
 void set_max_isa(Isa cap);
 
+// Whether the CPU is an AMD one (cpuid vendor "AuthenticAMD"), detected once: a tuning hint, never a
+// condition for correctness.
+bool cpu_is_amd();
+
 }  // namespace winattn
