@@ -18,8 +18,8 @@ struct AttentionShape {
   // SwinV2 cosine attention: q and k rows are L2-normalised (eps 1e-12) inside the kernel, and `scale`
   // multiplies the cosine similarity (exp(min(logit_scale, ln 100)) for the layer).
   bool cosine = false;
-  // Memory the next call will read or write (the next item's q, k, v and out): prefetched into L2 a few
-  // lines at a time while this call computes. Empty ranges are skipped.
+  // Memory the next call will read or write (the next item's q, k, v and out): prefetched into L2 (into L1
+  // with prefetch_to_l1) a few lines at a time while this call computes. Empty ranges are skipped.
   struct Range {
     const float *data = nullptr;
     int64_t floats = 0;

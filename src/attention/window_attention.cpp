@@ -195,9 +195,9 @@ void window_attention(int64_t num_windows, int64_t num_heads, int64_t n, int64_t
         if (mask_t_count > 0) terms.mask_t = masks.mask_t(w % mask_windows);
         terms.ld_mask_t = ld_t;
       }
-      // What the next item reads and writes, into L2 while this one computes: without it the kernel waits on
-      // memory at its first touch of each, for batches larger than the caches. (Its bias and mask are
-      // shared between items and mostly in L2 already: prefetching them measured slower.)
+      // What the next item reads and writes, into L2 (L1 on AMD) while this one computes: without it the
+      // kernel waits on memory at its first touch of each, for batches larger than the caches. (Its bias and
+      // mask are shared between items and mostly in L2 already: prefetching them measured slower.)
       AttentionShape item_shape = shape;
       if (item + 1 < items) {
         const size_t next = offset + static_cast<size_t>(head_stride);
