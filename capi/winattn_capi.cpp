@@ -17,7 +17,7 @@
 #include "position_bias/position_bias.h"
 #include "winattn/winattn.h"
 
-using namespace winattn;
+using namespace winattn::detail;
 
 struct winattn_layer {
   std::unique_ptr<WindowAttentionLayer> impl;

@@ -61,23 +61,42 @@ WINATTN_API const char *winattn_last_error_message(void);
 /* The library's version, "MAJOR.MINOR.PATCH" (static string). */
 WINATTN_API const char *winattn_version(void);
 
-/* The kernels in use: "avx512_bf16", "avx512", "avx2" or "scalar": the best the CPU supports, capped by
-   winattn_set_max_isa or the environment variable WINATTN_MAX_ISA (read once, at first use). The fp32
-   kernels of "avx512_bf16" are the AVX-512 ones; the level only adds BF16 dot products. */
+/* The instruction sets the kernels may use, named by the highest level they include: "amx_bf16"
+   (AVX-512 with AVX512_BF16 and AMX-BF16), "avx512_bf16" (AVX-512 F/BW/DQ/VL with AVX512_BF16), "avx512"
+   (AVX-512 F/BW/DQ/VL), "avx2" (AVX2 and FMA) or "scalar". That is the CPU's features masked by the cap of
+   winattn_set_max_isa and by the environment variable WINATTN_MAX_ISA. The fp32 kernels are the same for
+   the three AVX-512 levels; AVX512_BF16 and AMX-BF16 serve the bf16 kernels only. */
 WINATTN_API const char *winattn_active_isa(void);
 
-/* Caps the dispatch at isa: one of the names above, or "native" for no cap. A cap above what the CPU
-   supports selects the best the CPU has. Takes effect for calls that start afterwards; safe to call from
-   any thread. NULL or an unknown name: WINATTN_STATUS_INVALID_ARGUMENT. */
+/* Caps the features the kernels may use at isa: one of the names above, or "native" for no cap of this
+   call's own. A cap above what the CPU supports selects what the CPU has. The environment variable
+   WINATTN_MAX_ISA (same names, read once, at first use) is a hard cap: the cap of this call applies on top
+   of it and "native" does not lift it. An unknown WINATTN_MAX_ISA value is reported once on stderr and
+   then ignored. Takes effect for calls that start afterwards; safe to call from any thread.
+   NULL or an unknown name: WINATTN_STATUS_INVALID_ARGUMENT. */
 WINATTN_API winattn_status winattn_set_max_isa(const char *isa);
 
 /* Number of OpenMP threads the library's parallel loops use; 0 (the default) means OpenMP's default
-   (omp_get_max_threads(), i.e. OMP_NUM_THREADS). Negative: WINATTN_STATUS_INVALID_ARGUMENT. Results are
-   bit-identical for every thread count. */
+   (omp_get_max_threads(), i.e. OMP_NUM_THREADS, clamped to WINATTN_MAX_THREADS). Negative or above
+   WINATTN_MAX_THREADS: WINATTN_STATUS_INVALID_ARGUMENT. Results are bit-identical for every thread count.
+   The setting is process-wide; a layer's own budget (winattn_layer_set_num_threads) overrides it. */
 WINATTN_API winattn_status winattn_set_num_threads(int num_threads);
 
 /* The value last set by winattn_set_num_threads (0 = OpenMP default). */
 WINATTN_API int winattn_get_num_threads(void);
+
+/* The most threads any winattn call uses. winattn_set_num_threads and winattn_layer_set_num_threads reject
+   larger counts; an OpenMP default (OMP_NUM_THREADS) above it is clamped to it. A call never starts more
+   threads than it has independent pieces of work, and the small calls (index, bias lookup and its
+   gradient, masks, continuous bias table) run on the calling thread alone when their work is small. */
+#define WINATTN_MAX_THREADS 256
+
+/* Frees the scratch memory the calling thread keeps between calls to avoid allocating on every call (it is
+   allocated again by the next call that needs it). Scratch beyond WINATTN_THREAD_SCRATCH_KEEP_BYTES is
+   freed at the end of the call that needed it anyway, so a thread that once ran a large call does not keep
+   its scratch. Never fails. */
+#define WINATTN_THREAD_SCRATCH_KEEP_BYTES (16 * 1024 * 1024)
+WINATTN_API void winattn_release_thread_memory(void);
 
 /* ------------------------------------------------------------------------------------------------------ */
 /* Relative position bias and shifted-window masks                                                          */
@@ -151,7 +170,7 @@ WINATTN_API winattn_status winattn_shifted_window_mask(const int64_t *grid, cons
    NaN; other rows are unaffected. Parallel over (window, head) with OpenMP; bit-identical results for any
    thread count.
    Errors: NULL q/k/v/out, sizes <= 0, mask_windows <= 0 with a mask, sizes whose products overflow,
-   out overlapping q, k or v. */
+   out overlapping q, k, v, bias or mask. */
 WINATTN_API winattn_status winattn_window_attention(int64_t num_windows, int64_t num_heads, int64_t n,
                                                     int64_t head_dim, const float *q, const float *k,
                                                     const float *v, float scale, const float *bias,
@@ -234,6 +253,30 @@ WINATTN_API winattn_status winattn_layer_forward(const winattn_layer *layer, con
 
 /* Frees the layer. NULL does nothing. Must not race with a forward on the same layer. */
 WINATTN_API void winattn_layer_destroy(winattn_layer *layer);
+
+/* This layer's thread budget: the most threads one forward on it uses, whatever winattn_set_num_threads
+   says. 0 (the value at create) follows the process setting. A server that runs many requests at once
+   gives each layer (or each request's layer) a budget such that the budgets of concurrent forwards add up
+   to the cores it has: with a budget of 1, a forward runs on the calling thread alone and starts no other.
+   May be called while forwards run on the layer; forwards that start afterwards use the new budget.
+   Results are bit-identical for every budget.
+   Errors: not a live layer, num_threads < 0 or > WINATTN_MAX_THREADS (INVALID_ARGUMENT). */
+WINATTN_API winattn_status winattn_layer_set_num_threads(winattn_layer *layer, int num_threads);
+
+/* Writes the layer's thread budget (0 = the process setting) to *num_threads.
+   Errors: not a live layer, NULL num_threads. */
+WINATTN_API winattn_status winattn_layer_get_num_threads(const winattn_layer *layer, int *num_threads);
+
+/* Frees what the layer keeps to speed up later forwards: the shifted-window masks and the projection plans
+   made for unusual batch sizes. The next forward that needs them builds them again. The layer holds at
+   most what winattn_layer_memory_bytes reports after create plus, for a shifted layer, 7 * N * N floats of
+   masks and a bounded number of projection plans (see the README's reliability section), for any sequence
+   of inputs. Safe to call while forwards run on the layer. Errors: not a live layer. */
+WINATTN_API winattn_status winattn_layer_trim(winattn_layer *layer);
+
+/* Writes to *bytes the heap memory the layer holds now: weights, packed weights, bias, masks and plans
+   (oneDNN's primitive objects are counted by their scratch sizes). Errors: not a live layer, NULL bytes. */
+WINATTN_API winattn_status winattn_layer_memory_bytes(const winattn_layer *layer, int64_t *bytes);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -7,7 +7,7 @@
 
 #include "cpu/dispatch.h"
 
-namespace winattn {
+namespace winattn::detail {
 
 // Geometry of one (window, head) problem. q, k and v rows are head_dim floats at the given row strides, so
 // the kernel reads them where a projection wrote them ([tokens][3][heads][head_dim]) without a copy.
@@ -86,4 +86,4 @@ void window_attention(int64_t num_windows, int64_t num_heads, int64_t n, int64_t
                       const float *k, const float *v, float scale, const float *bias, const float *mask,
                       int64_t mask_windows, float *out);
 
-}  // namespace winattn
+}  // namespace winattn::detail

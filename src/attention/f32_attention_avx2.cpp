@@ -4,7 +4,7 @@
 #include "attention/f32_attention_impl.h"
 #include "attention/f32_attention_tr_impl.h"
 
-namespace winattn {
+namespace winattn::detail {
 namespace {
 
 struct Avx2 {
@@ -144,4 +144,4 @@ void transpose_terms_avx2(const float *src, int64_t n, int64_t ld, float *dst) {
   attention_tr_impl::transpose_terms<Avx2>(src, n, ld, dst);
 }
 
-}  // namespace winattn
+}  // namespace winattn::detail

@@ -4,7 +4,7 @@
 #include "attention/f32_attention_impl.h"
 #include "attention/f32_attention_tr_impl.h"
 
-namespace winattn {
+namespace winattn::detail {
 namespace {
 
 struct Avx512 {
@@ -142,4 +142,4 @@ void transpose_terms_avx512(const float *src, int64_t n, int64_t ld, float *dst)
   attention_tr_impl::transpose_terms<Avx512>(src, n, ld, dst);
 }
 
-}  // namespace winattn
+}  // namespace winattn::detail

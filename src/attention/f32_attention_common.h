@@ -9,7 +9,7 @@
 
 #include "attention/attention.h"
 
-namespace winattn {
+namespace winattn::detail {
 namespace attention_common {
 
 inline int64_t round_up(int64_t x, int64_t m) {
@@ -114,4 +114,4 @@ struct Common {
 };
 
 }  // namespace attention_common
-}  // namespace winattn
+}  // namespace winattn::detail

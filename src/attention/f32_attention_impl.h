@@ -17,7 +17,7 @@
 #include "attention/attention.h"
 #include "attention/f32_attention_common.h"
 
-namespace winattn {
+namespace winattn::detail {
 namespace attention_impl {
 
 using attention_common::round_up;
@@ -349,4 +349,4 @@ inline size_t workspace_floats_for(int64_t n, int64_t d, int64_t w, int64_t rows
 }
 
 }  // namespace attention_impl
-}  // namespace winattn
+}  // namespace winattn::detail

@@ -5,7 +5,7 @@
 
 #include "attention/attention.h"
 
-namespace winattn {
+namespace winattn::detail {
 
 void f32_attention_scalar(const AttentionShape &shape, const float *q, const float *k, const float *v,
                           float scale, const AttentionTerms &terms, float *out, float *workspace) {
@@ -58,4 +58,4 @@ void f32_attention_scalar(const AttentionShape &shape, const float *q, const flo
   }
 }
 
-}  // namespace winattn
+}  // namespace winattn::detail

@@ -19,7 +19,7 @@
 #include "attention/attention.h"
 #include "attention/f32_attention_common.h"
 
-namespace winattn {
+namespace winattn::detail {
 namespace attention_tr_impl {
 
 using attention_common::round_up;
@@ -468,4 +468,4 @@ inline size_t workspace_floats_for(int64_t n, int64_t d, int64_t w, int64_t bloc
 }
 
 }  // namespace attention_tr_impl
-}  // namespace winattn
+}  // namespace winattn::detail

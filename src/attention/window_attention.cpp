@@ -13,7 +13,7 @@
 #include "common/aligned_buffer.h"
 #include "cpu/threading.h"
 
-namespace winattn {
+namespace winattn::detail {
 
 size_t attention_workspace_floats(int64_t n, int64_t head_dim) {
   const size_t avx512 = std::max(attention_impl::workspace_floats_for(n, head_dim, 16, 6),
@@ -211,4 +211,4 @@ void window_attention(int64_t num_windows, int64_t num_heads, int64_t n, int64_t
   }
 }
 
-}  // namespace winattn
+}  // namespace winattn::detail

@@ -6,7 +6,7 @@
 
 #include "common/error.h"
 
-namespace winattn {
+namespace winattn::detail {
 
 class AlignedBuffer {
  public:
@@ -45,9 +45,9 @@ class AlignedBuffer {
   size_t size_ = 0;
 };
 
-}  // namespace winattn
+}  // namespace winattn::detail
 
-namespace winattn {
+namespace winattn::detail {
 
 // Scratch memory of the calling thread, kept between calls (grown when a call needs more, freed when the
 // thread exits), so a steady stream of forwards allocates nothing. Valid until the next call on the same
@@ -58,4 +58,4 @@ inline float *thread_scratch(size_t count) {
   return buffer.data();
 }
 
-}  // namespace winattn
+}  // namespace winattn::detail

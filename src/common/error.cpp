@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <limits>
 
-namespace winattn {
+namespace winattn::detail {
 namespace {
 
 thread_local std::string g_last_error;
@@ -77,4 +77,4 @@ bool overlaps(const void *a, size_t a_bytes, const void *b, size_t b_bytes) {
   return a0 < b0 + b_bytes && b0 < a0 + a_bytes;
 }
 
-}  // namespace winattn
+}  // namespace winattn::detail

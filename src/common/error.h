@@ -1,4 +1,4 @@
-// Errors inside the C++ core. Validation throws winattn::Error; capi/ turns it into a status and a per-thread
+// Errors inside the C++ core. Validation throws winattn::detail::Error; capi/ turns it into a status and a per-thread
 // message. Nothing may throw inside an OpenMP region (that would terminate the host), so parallel loops only
 // run code that cannot throw.
 #pragma once
@@ -9,7 +9,7 @@
 
 #include "winattn/winattn.h"
 
-namespace winattn {
+namespace winattn::detail {
 
 class Error {
  public:
@@ -40,4 +40,4 @@ void require_positive(int64_t value, const char *name);
 // True when [a, a + a_bytes) and [b, b + b_bytes) share a byte.
 bool overlaps(const void *a, size_t a_bytes, const void *b, size_t b_bytes);
 
-}  // namespace winattn
+}  // namespace winattn::detail

@@ -8,7 +8,7 @@
 #include <cstring>
 #include <mutex>
 
-namespace winattn {
+namespace winattn::detail {
 namespace {
 
 uint64_t read_xcr0() {
@@ -124,4 +124,4 @@ bool cpu_is_amd() {
   return amd;
 }
 
-}  // namespace winattn
+}  // namespace winattn::detail

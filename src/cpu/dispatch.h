@@ -1,7 +1,7 @@
 // Instruction-set detection and the run-time cap on it (winattn_set_max_isa, WINATTN_MAX_ISA).
 #pragma once
 
-namespace winattn {
+namespace winattn::detail {
 
 // Ordered: a higher level implies every lower one.
 enum class Isa { scalar = 0, avx2 = 1, avx512 = 2, avx512_bf16 = 3 };
@@ -21,4 +21,4 @@ void set_max_isa(Isa cap);
 // condition for correctness.
 bool cpu_is_amd();
 
-}  // namespace winattn
+}  // namespace winattn::detail

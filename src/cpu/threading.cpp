@@ -4,7 +4,7 @@
 
 #include <atomic>
 
-namespace winattn {
+namespace winattn::detail {
 namespace {
 std::atomic<int> g_num_threads{0};
 }
@@ -22,10 +22,10 @@ int effective_num_threads() {
   return threads > 0 ? threads : 1;
 }
 
-}  // namespace winattn
+}  // namespace winattn::detail
 
-namespace winattn {
+namespace winattn::detail {
 int thread_index() {
   return omp_get_thread_num();
 }
-}  // namespace winattn
+}  // namespace winattn::detail

@@ -15,7 +15,7 @@
 #include "mask/shifted_window_mask.h"
 #include "partition/window_partition.h"
 
-namespace winattn {
+namespace winattn::detail {
 namespace {
 
 // Windows per chunk: enough rows for the projections to run near peak, few enough that the chunk's input,
@@ -196,4 +196,4 @@ void WindowAttentionLayer::forward(const float *input, int64_t batch, const int6
   if (failed.load()) throw Error(WINATTN_STATUS_INTERNAL_ERROR, "oneDNN matmul execution failed");
 }
 
-}  // namespace winattn
+}  // namespace winattn::detail

@@ -12,7 +12,7 @@
 
 #include "projection/linear.h"
 
-namespace winattn {
+namespace winattn::detail {
 
 struct LayerSpec {
   int64_t channels = 0;
@@ -60,4 +60,4 @@ class WindowAttentionLayer {
   mutable std::map<std::array<int64_t, 6>, std::shared_ptr<const MaskSet>> mask_cache_;
 };
 
-}  // namespace winattn
+}  // namespace winattn::detail

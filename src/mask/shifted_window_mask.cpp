@@ -5,7 +5,7 @@
 
 #include "common/error.h"
 
-namespace winattn {
+namespace winattn::detail {
 namespace {
 
 // Region of coordinate x on an axis of size g, window w, shift s: [0, g-w) -> 0, [g-w, g-s) -> 1, [g-s, g)
@@ -78,4 +78,4 @@ void shifted_window_mask(const int64_t *grid, const int64_t *window, const int64
   }
 }
 
-}  // namespace winattn
+}  // namespace winattn::detail

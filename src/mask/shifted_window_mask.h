@@ -3,7 +3,7 @@
 
 #include <cstdint>
 
-namespace winattn {
+namespace winattn::detail {
 
 // Validates grid/window/shift as winattn_shifted_window_mask documents; returns the number of windows and
 // writes N to *tokens.
@@ -17,4 +17,4 @@ void shifted_window_labels(const int64_t *grid, const int64_t *window, const int
 // mask: [num_windows][N][N].
 void shifted_window_mask(const int64_t *grid, const int64_t *window, const int64_t *shift, float *mask);
 
-}  // namespace winattn
+}  // namespace winattn::detail

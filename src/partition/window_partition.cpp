@@ -2,7 +2,7 @@
 
 #include <cstring>
 
-namespace winattn {
+namespace winattn::detail {
 namespace {
 
 // For token t of window w: the offset of its source row in the input, or -1 for a padding token.
@@ -71,4 +71,4 @@ void scatter_windows(const WindowGeometry &g, const float *y, int64_t ld_y, int6
   }
 }
 
-}  // namespace winattn
+}  // namespace winattn::detail

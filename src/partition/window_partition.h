@@ -5,7 +5,7 @@
 
 #include <cstdint>
 
-namespace winattn {
+namespace winattn::detail {
 
 struct WindowGeometry {
   int64_t batch = 0;
@@ -32,4 +32,4 @@ void gather_windows(const WindowGeometry &g, const float *input, int64_t first, 
 void scatter_windows(const WindowGeometry &g, const float *y, int64_t ld_y, int64_t first, int64_t count,
                      float *output);
 
-}  // namespace winattn
+}  // namespace winattn::detail

@@ -6,7 +6,7 @@
 #include "cpu/threading.h"
 #include "position_bias/position_bias.h"
 
-namespace winattn {
+namespace winattn::detail {
 namespace {
 
 GatherF32Fn select_gather() {
@@ -87,4 +87,4 @@ void relative_position_bias_backward(const float *grad_bias, int64_t table_rows,
   }
 }
 
-}  // namespace winattn
+}  // namespace winattn::detail

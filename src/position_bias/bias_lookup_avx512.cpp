@@ -1,10 +1,10 @@
 #include "position_bias/gather_f32_xsimd.h"
 #include "position_bias/position_bias.h"
 
-namespace winattn {
+namespace winattn::detail {
 
 void gather_f32_avx512(const float *column, const int32_t *scaled_index, int64_t count, float *out) {
   gather_f32_xsimd<xsimd::avx512f>(column, scaled_index, count, out);
 }
 
-}  // namespace winattn
+}  // namespace winattn::detail

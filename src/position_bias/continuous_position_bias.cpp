@@ -4,7 +4,7 @@
 #include "cpu/threading.h"
 #include "position_bias/position_bias.h"
 
-namespace winattn {
+namespace winattn::detail {
 namespace {
 
 // torchvision's log-spaced relative coordinate: normalised to [-8, 8], then sign(x) * log2(|x| + 1) / 3.
@@ -42,4 +42,4 @@ void continuous_position_bias_table(int64_t window_h, int64_t window_w, const fl
   }
 }
 
-}  // namespace winattn
+}  // namespace winattn::detail

@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-namespace winattn {
+namespace winattn::detail {
 
 template <class Arch>
 void gather_f32_xsimd(const float *column, const int32_t *scaled_index, int64_t count, float *out) {
@@ -21,4 +21,4 @@ void gather_f32_xsimd(const float *column, const int32_t *scaled_index, int64_t 
   for (; t < count; ++t) out[t] = column[scaled_index[t]];  // < one vector, once per head: load time only
 }
 
-}  // namespace winattn
+}  // namespace winattn::detail

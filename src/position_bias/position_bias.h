@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <vector>
 
-namespace winattn {
+namespace winattn::detail {
 
 // Tokens of a window: prod(window[0..ndim)). Validates ndim, window entries and the N*N size.
 int64_t window_tokens(int ndim, const int64_t *window);
@@ -33,4 +33,4 @@ void gather_f32_scalar(const float *column, const int32_t *scaled_index, int64_t
 void gather_f32_avx2(const float *column, const int32_t *scaled_index, int64_t count, float *out);
 void gather_f32_avx512(const float *column, const int32_t *scaled_index, int64_t count, float *out);
 
-}  // namespace winattn
+}  // namespace winattn::detail

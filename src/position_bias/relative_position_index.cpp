@@ -2,7 +2,7 @@
 #include "common/error.h"
 #include "position_bias/position_bias.h"
 
-namespace winattn {
+namespace winattn::detail {
 
 int64_t window_tokens(int ndim, const int64_t *window) {
   if (ndim < 1 || ndim > 3) invalid_argument("ndim must be 1, 2 or 3, got %d", ndim);
@@ -45,4 +45,4 @@ void validate_index(const int64_t *index, int64_t count, int64_t table_rows) {
   }
 }
 
-}  // namespace winattn
+}  // namespace winattn::detail

@@ -11,7 +11,7 @@
 
 #include "common/error.h"
 
-namespace winattn {
+namespace winattn::detail {
 
 using dnnl::memory;
 
@@ -186,4 +186,4 @@ bool Linear::forward(const Plan &plan, const float *src, float *dst, void *scrat
   }
 }
 
-}  // namespace winattn
+}  // namespace winattn::detail

@@ -14,7 +14,7 @@
 #include <mutex>
 #include <vector>
 
-namespace winattn {
+namespace winattn::detail {
 
 class Linear {
  public:
@@ -42,4 +42,4 @@ class Linear {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace winattn
+}  // namespace winattn::detail
