@@ -48,6 +48,20 @@ struct AttentionTerms {
 using AttentionFn = void (*)(const AttentionShape &shape, const float *q, const float *k, const float *v,
                              float scale, const AttentionTerms &terms, float *out, float *workspace);
 
+// One (window, head) problem of a batch: its q, k, v rows (at the shape's strides), its output rows, its
+// scale and its terms.
+struct AttentionItem {
+  const float *q = nullptr, *k = nullptr, *v = nullptr;
+  float *out = nullptr;
+  float scale = 1.0f;
+  AttentionTerms terms;
+};
+// A kernel that runs `count` items of one shape per call (the short-window kernels batch several small
+// items per pass). shape.prefetch is not used. workspace: at least the entry's workspace floats for
+// (n, head_dim), 64-byte aligned.
+using AttentionBatchFn = void (*)(const AttentionShape &shape, const AttentionItem *items, int64_t count,
+                                  float *workspace);
+
 // The kernel for an ISA and window length, and what it reads: with `transposed` set it needs bias_t and
 // mask_t beside bias and mask (present together).
 struct AttentionKernel {
