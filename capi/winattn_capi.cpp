@@ -1,5 +1,6 @@
-// The extern "C" boundary: argument checks, one try/catch per entry point, status mapping. Knows nothing of
-// kernels; everything it validates is checked before anything is written.
+// The extern "C" boundary: argument checks, handles, one try/catch per entry point, status mapping. Knows
+// nothing of kernels or of how a layer is built; everything it validates is checked before anything is
+// written.
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -8,9 +9,10 @@
 #include <unordered_set>
 #include <vector>
 
-#include "attention/attention.h"
 #include "common/error.h"
 #include "cpu/dispatch.h"
+#include "attention/attention.h"
+#include "common/aligned_buffer.h"
 #include "cpu/threading.h"
 #include "layer/layer.h"
 #include "mask/shifted_window_mask.h"
@@ -22,6 +24,9 @@ using namespace winattn::detail;
 struct winattn_layer {
   std::unique_ptr<WindowAttentionLayer> impl;
 };
+
+static_assert(kMaxThreads == WINATTN_MAX_THREADS, "the header's thread bound");
+static_assert(kThreadScratchKeepBytes == WINATTN_THREAD_SCRATCH_KEEP_BYTES, "the header's scratch bound");
 
 namespace {
 
@@ -117,6 +122,12 @@ int64_t validate_feature_map(int64_t batch, const int64_t *grid, int64_t channel
   return checked_elements(checked_mul(elements, channels, "feature map size"), "feature map size");
 }
 
+void validate_num_threads(int num_threads) {
+  if (num_threads < 0 || num_threads > kMaxThreads) {
+    invalid_argument("num_threads must be in [0, %d] (0 = the default), got %d", kMaxThreads, num_threads);
+  }
+}
+
 void validate_finite_logit_scale(const float *logit_scale, int64_t num_heads) {
   for (int64_t h = 0; h < num_heads; ++h) {
     if (std::isnan(logit_scale[h])) {
@@ -158,24 +169,23 @@ const char *winattn_version(void) {
 }
 
 const char *winattn_active_isa(void) {
-  return isa_name(active_isa());
+  return isa_level_name(active_features());
 }
 
 winattn_status winattn_set_max_isa(const char *isa) {
   return guarded([&] {
     require_not_null(isa, "isa");
-    Isa cap;
-    if (!parse_isa(isa, &cap)) {
-      invalid_argument("isa \"%.64s\" is not one of avx512_bf16, avx512, avx2, scalar, native", isa);
+    CpuFeatures cap = 0;
+    if (!parse_isa_level(isa, &cap)) {
+      invalid_argument("isa \"%.64s\" is not one of amx_bf16, avx512_bf16, avx512, avx2, scalar, native", isa);
     }
-    set_max_isa(cap);
+    set_feature_cap(cap);
   });
 }
 
 winattn_status winattn_set_num_threads(int num_threads) {
   return guarded([&] {
-    if (num_threads < 0)
-      invalid_argument("num_threads must be >= 0 (0 = OpenMP default), got %d", num_threads);
+    validate_num_threads(num_threads);
     set_num_threads(num_threads);
   });
 }
@@ -286,6 +296,8 @@ winattn_status winattn_window_attention(int64_t num_windows, int64_t num_heads, 
     require_no_overlap(out, size, q, size, "out", "q");
     require_no_overlap(out, size, k, size, "out", "k");
     require_no_overlap(out, size, v, size, "out", "v");
+    require_no_overlap(out, size, bias, num_heads * pairs, "out", "bias");
+    if (mask != nullptr) require_no_overlap(out, size, mask, mask_windows * pairs, "out", "mask");
     window_attention(num_windows, num_heads, n, head_dim, q, k, v, scale, bias, mask, mask_windows, out);
   });
 }
@@ -303,20 +315,7 @@ winattn_status winattn_shifted_window_attention(const winattn_window_attention_a
     const int64_t elements = validate_feature_map(args->batch, args->grid, args->channels, args->window);
     require_no_overlap(output, elements, input, elements, "output", "input");
     if (args->logit_scale != nullptr) validate_finite_logit_scale(args->logit_scale, args->num_heads);
-    LayerSpec spec;
-    spec.channels = args->channels;
-    spec.num_heads = args->num_heads;
-    for (int d = 0; d < 3; ++d) {
-      spec.window[d] = args->window[d];
-      spec.shift[d] = args->shift[d];
-    }
-    spec.qkv_weight = args->qkv_weight;
-    spec.qkv_bias = args->qkv_bias;
-    spec.proj_weight = args->proj_weight;
-    spec.proj_bias = args->proj_bias;
-    spec.bias = args->relative_position_bias;
-    spec.logit_scale = args->logit_scale;
-    const WindowAttentionLayer layer(spec);
+    const WindowAttentionLayer layer(WindowAttentionLayer::spec_from_args(*args));
     layer.forward(input, args->batch, args->grid, output);
   });
 }
@@ -337,70 +336,10 @@ winattn_status winattn_layer_create(const winattn_layer_desc *desc, winattn_laye
     if (dtype == WINATTN_DTYPE_BF16) {
       unsupported("desc->compute_dtype WINATTN_DTYPE_BF16 is not implemented in this version; use F32");
     }
-    const int64_t n = validate_layer_geometry(desc->channels, desc->num_heads, desc->window, desc->shift);
-    const bool v2 = desc->logit_scale != nullptr;
-    const bool has_cpb =
-        desc->cpb_weight1 != nullptr || desc->cpb_weight2 != nullptr || desc->cpb_bias1 != nullptr;
-    std::vector<float> bias;
-    if (!v2) {
-      if (has_cpb || desc->cpb_hidden != 0) {
-        invalid_argument(
-            "desc->cpb_* is set but desc->logit_scale is NULL: the continuous position bias is SwinV2's");
-      }
-      if (desc->relative_position_bias_table != nullptr) {
-        int64_t rows = 1;
-        for (int d = 0; d < 3; ++d) rows *= 2 * desc->window[d] - 1;
-        std::vector<int64_t> index(static_cast<size_t>(n * n));
-        relative_position_index(3, desc->window, index.data());
-        bias.resize(static_cast<size_t>(desc->num_heads * n * n));
-        relative_position_bias(desc->relative_position_bias_table, rows, desc->num_heads, index.data(), n,
-                               bias.data());
-      }
-    } else {
-      validate_finite_logit_scale(desc->logit_scale, desc->num_heads);
-      if (desc->relative_position_bias_table != nullptr) {
-        invalid_argument("desc->relative_position_bias_table must be NULL for SwinV2 (logit_scale set)");
-      }
-      if (has_cpb) {
-        require_not_null(desc->cpb_weight1, "desc->cpb_weight1");
-        require_not_null(desc->cpb_weight2, "desc->cpb_weight2");
-        require_positive(desc->cpb_hidden, "desc->cpb_hidden");
-        checked_elements(checked_mul(desc->cpb_hidden, desc->num_heads, "cpb_weight2 size"),
-                         "cpb_weight2 size");
-        if (desc->window[0] != 1) {
-          invalid_argument(
-              "the continuous position bias needs 2D windows (window[0] == 1), got window[0] = %lld",
-              static_cast<long long>(desc->window[0]));
-        }
-        const int64_t wh = desc->window[1], ww = desc->window[2];
-        const int64_t rows = (2 * wh - 1) * (2 * ww - 1);
-        std::vector<float> table(static_cast<size_t>(rows * desc->num_heads));
-        continuous_position_bias_table(wh, ww, desc->cpb_weight1, desc->cpb_bias1, desc->cpb_weight2,
-                                       desc->cpb_hidden, desc->num_heads, table.data());
-        std::vector<int64_t> index(static_cast<size_t>(n * n));
-        relative_position_index(2, desc->window + 1, index.data());
-        bias.resize(static_cast<size_t>(desc->num_heads * n * n));
-        relative_position_bias(table.data(), rows, desc->num_heads, index.data(), n, bias.data());
-      } else if (desc->cpb_hidden != 0) {
-        invalid_argument("desc->cpb_hidden is %lld but the cpb weights are NULL",
-                         static_cast<long long>(desc->cpb_hidden));
-      }
-    }
-    LayerSpec spec;
-    spec.channels = desc->channels;
-    spec.num_heads = desc->num_heads;
-    for (int d = 0; d < 3; ++d) {
-      spec.window[d] = desc->window[d];
-      spec.shift[d] = desc->shift[d];
-    }
-    spec.qkv_weight = desc->qkv_weight;
-    spec.qkv_bias = desc->qkv_bias;
-    spec.proj_weight = desc->proj_weight;
-    spec.proj_bias = desc->proj_bias;
-    spec.bias = bias.empty() ? nullptr : bias.data();
-    spec.logit_scale = desc->logit_scale;
+    validate_layer_geometry(desc->channels, desc->num_heads, desc->window, desc->shift);
+    if (desc->logit_scale != nullptr) validate_finite_logit_scale(desc->logit_scale, desc->num_heads);
     auto handle = std::make_unique<winattn_layer>();
-    handle->impl = std::make_unique<WindowAttentionLayer>(spec);
+    handle->impl = WindowAttentionLayer::from_desc(*desc);
     {
       std::lock_guard<std::mutex> lock(g_layers_mutex);
       live_layers().insert(handle.get());
@@ -421,6 +360,41 @@ winattn_status winattn_layer_forward(const winattn_layer *layer, const float *in
     require_no_overlap(output, elements, input, elements, "output", "input");
     impl.forward(input, batch, grid, output);
   });
+}
+
+winattn_status winattn_layer_set_num_threads(winattn_layer *layer, int num_threads) {
+  return guarded([&] {
+    require_live_layer(layer);
+    validate_num_threads(num_threads);
+    layer->impl->set_num_threads(num_threads);
+  });
+}
+
+winattn_status winattn_layer_get_num_threads(const winattn_layer *layer, int *num_threads) {
+  return guarded([&] {
+    require_live_layer(layer);
+    require_not_null(num_threads, "num_threads");
+    *num_threads = layer->impl->num_threads();
+  });
+}
+
+winattn_status winattn_layer_trim(winattn_layer *layer) {
+  return guarded([&] {
+    require_live_layer(layer);
+    layer->impl->trim();
+  });
+}
+
+winattn_status winattn_layer_memory_bytes(const winattn_layer *layer, int64_t *bytes) {
+  return guarded([&] {
+    require_live_layer(layer);
+    require_not_null(bytes, "bytes");
+    *bytes = layer->impl->memory_bytes();
+  });
+}
+
+void winattn_release_thread_memory(void) {
+  release_thread_scratch();
 }
 
 void winattn_layer_destroy(winattn_layer *layer) {

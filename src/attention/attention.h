@@ -43,8 +43,8 @@ struct AttentionTerms {
 };
 
 // out[i][c] = sum_j softmax_j(scale * q_i . k_j + bias[i][j] + mask[i][j]) v[j][c]
-// A row whose logits are all -inf gives zeros. workspace: at least attention_workspace_floats(n, head_dim)
-// floats, 64-byte aligned, used as scratch.
+// A row whose logits are all -inf gives zeros. workspace: at least the kernel's workspace_floats(n, head_dim)
+// floats (AttentionKernelInfo), 64-byte aligned, used as scratch.
 using AttentionFn = void (*)(const AttentionShape &shape, const float *q, const float *k, const float *v,
                              float scale, const AttentionTerms &terms, float *out, float *workspace);
 
@@ -62,42 +62,63 @@ struct AttentionItem {
 using AttentionBatchFn = void (*)(const AttentionShape &shape, const AttentionItem *items, int64_t count,
                                   float *workspace);
 
-// The kernel for an ISA and window length, and what it reads: with `transposed` set it needs bias_t and
-// mask_t beside bias and mask (present together).
-struct AttentionKernel {
-  AttentionFn run = nullptr;
-  bool transposed = false;
-};
-AttentionKernel select_attention_kernel(Isa isa, int64_t n);
+// dst[j][i] = src[i][j] for one [n][n] matrix; dst: [n][ld] with ld >= transposed_terms_ld(n), zero past
+// column n.
+using TransposeTermsFn = void (*)(const float *src, int64_t n, int64_t ld, float *dst);
 
-void f32_attention_scalar(const AttentionShape &, const float *, const float *, const float *, float,
-                          const AttentionTerms &, float *, float *);
-void f32_attention_avx2(const AttentionShape &, const float *, const float *, const float *, float,
-                        const AttentionTerms &, float *, float *);
-void f32_attention_avx512(const AttentionShape &, const float *, const float *, const float *, float,
-                          const AttentionTerms &, float *, float *);
-void f32_attention_tr_avx2(const AttentionShape &, const float *, const float *, const float *, float,
-                           const AttentionTerms &, float *, float *);
-void f32_attention_tr_avx512(const AttentionShape &, const float *, const float *, const float *, float,
-                             const AttentionTerms &, float *, float *);
+// One kernel of the f32 attention family, describing itself: everything a caller needs to run it (which
+// function, what terms it reads, how much scratch) comes from here, never from constants retyped elsewhere.
+struct AttentionKernelInfo {
+  // dtype, operation, layout, register tile and ISA, as XNNPACK names microkernels:
+  // "f32_attention_qmajor_64x6_avx512" runs query-major blocks of 64 queries (lanes) by 6 keys.
+  const char *name;
+  CpuFeatures required;        // features it needs (all of them)
+  AttentionFn run;             // one (window, head) item per call; null for a batched kernel
+  AttentionBatchFn run_batch;  // up to max_batch items per call; null for a single-item kernel
+  int64_t max_batch;           // 1 for a single-item kernel; callers pass at most kMaxBatchItems
+  // Reads bias_t and mask_t (transposed, rows of transposed_terms_ld(n) floats) beside bias and mask.
+  bool transposed_terms;
+  int tile_rows, tile_cols;  // register tile of the logits, as in the name: query rows x keys (row-major),
+                             // queries (in lanes) x key rows (query-major)
+  // The window lengths the dispatch picks it for (it computes any n >= 1 correctly).
+  int64_t min_n, max_n;
+  size_t (*workspace_floats)(int64_t n, int64_t head_dim);  // scratch per call, floats
+};
+
+// The most items a caller passes to one run_batch call.
+constexpr int64_t kMaxBatchItems = 64;
+
+// The row-major kernels are picked up to this window length, the query-major ones past it (queries in the
+// lanes pay off past one AVX-512 vector of them; the same bound serves AVX2).
+constexpr int64_t kRowMajorMaxN = 16;
+
+// The f32 attention kernels, in dispatch order (the best first for the shapes it covers), the scalar
+// reference last. Built once; `count` receives the number of entries.
+const AttentionKernelInfo *const *f32_attention_kernels(size_t *count);
+// The first kernel whose features are all in `features` and whose [min_n, max_n] contains n.
+const AttentionKernelInfo &select_f32_attention_kernel(CpuFeatures features, int64_t n);
+
+extern const AttentionKernelInfo f32_attention_rowmajor_1x1_scalar;
+extern const AttentionKernelInfo f32_attention_rowmajor_4x24_avx2;
+extern const AttentionKernelInfo f32_attention_qmajor_24x4_avx2;
+extern const AttentionKernelInfo f32_attention_rowmajor_6x64_avx512;
+extern const AttentionKernelInfo f32_attention_qmajor_64x6_avx512;
 
 // Row length of transposed terms as the library lays them out: n rounded up to 16 floats (64 bytes).
 inline int64_t transposed_terms_ld(int64_t n) {
   return (n + 15) / 16 * 16;
 }
 // dst[j][i] = src[i][j] for one [n][n] matrix; dst: [n][transposed_terms_ld(n)], zero past column n.
-// Vectorised for the active ISA.
+// Vectorised for the active features (a transpose is exact: every ISA writes the same bits).
 void transpose_terms(const float *src, int64_t n, float *dst);
 void transpose_terms_avx2(const float *src, int64_t n, int64_t ld, float *dst);
 void transpose_terms_avx512(const float *src, int64_t n, int64_t ld, float *dst);
 
-// Scratch floats any of the kernels needs for one (window, head) (an upper bound over ISAs).
-size_t attention_workspace_floats(int64_t n, int64_t head_dim);
-
-// The batched kernel of winattn_window_attention (arguments validated): OpenMP over (window, head).
-// Throws OUT_OF_MEMORY before any output is written when the workspace cannot be allocated.
+// The batched kernel of winattn_window_attention (arguments validated): OpenMP over (window, head), with
+// at most `budget` threads (0 = the process setting). Throws OUT_OF_MEMORY before any output is written
+// when the workspace cannot be allocated.
 void window_attention(int64_t num_windows, int64_t num_heads, int64_t n, int64_t head_dim, const float *q,
                       const float *k, const float *v, float scale, const float *bias, const float *mask,
-                      int64_t mask_windows, float *out);
+                      int64_t mask_windows, float *out, int budget = 0);
 
 }  // namespace winattn::detail

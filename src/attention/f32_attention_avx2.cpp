@@ -128,17 +128,47 @@ struct Avx2 {
   }
 };
 
-}  // namespace
-
-void f32_attention_avx2(const AttentionShape &shape, const float *q, const float *k, const float *v,
-                        float scale, const AttentionTerms &terms, float *out, float *workspace) {
+void run_rowmajor(const AttentionShape &shape, const float *q, const float *k, const float *v, float scale,
+                  const AttentionTerms &terms, float *out, float *workspace) {
   attention_impl::Kernel<Avx2>::run(shape, q, k, v, scale, terms, out, workspace);
 }
 
-void f32_attention_tr_avx2(const AttentionShape &shape, const float *q, const float *k, const float *v,
-                           float scale, const AttentionTerms &terms, float *out, float *workspace) {
+void run_qmajor(const AttentionShape &shape, const float *q, const float *k, const float *v, float scale,
+                const AttentionTerms &terms, float *out, float *workspace) {
   attention_tr_impl::Kernel<Avx2>::run(shape, q, k, v, scale, terms, out, workspace);
 }
+
+}  // namespace
+
+// Row-major: kRows query rows by kColVecs key vectors; picked for the shortest windows.
+const AttentionKernelInfo f32_attention_rowmajor_4x24_avx2 = {
+    "f32_attention_rowmajor_4x24_avx2",
+    kFeatureAvx2,
+    run_rowmajor,
+    nullptr,
+    1,
+    false,
+    Avx2::kRows,
+    Avx2::kColVecs * Avx2::kWidth,
+    1,
+    kRowMajorMaxN,
+    attention_impl::workspace_floats<Avx2>,
+};
+
+// Query-major: blocks of kTrBlockVecs query vectors (in the lanes) by tr_key_rows key rows.
+const AttentionKernelInfo f32_attention_qmajor_24x4_avx2 = {
+    "f32_attention_qmajor_24x4_avx2",
+    kFeatureAvx2,
+    run_qmajor,
+    nullptr,
+    1,
+    true,
+    Avx2::kTrBlockVecs * Avx2::kWidth,
+    Avx2::tr_key_rows(Avx2::kTrBlockVecs),
+    kRowMajorMaxN + 1,
+    INT64_MAX,
+    attention_tr_impl::workspace_floats<Avx2>,
+};
 
 void transpose_terms_avx2(const float *src, int64_t n, int64_t ld, float *dst) {
   attention_tr_impl::transpose_terms<Avx2>(src, n, ld, dst);

@@ -126,17 +126,47 @@ struct Avx512 {
   }
 };
 
-}  // namespace
-
-void f32_attention_avx512(const AttentionShape &shape, const float *q, const float *k, const float *v,
-                          float scale, const AttentionTerms &terms, float *out, float *workspace) {
+void run_rowmajor(const AttentionShape &shape, const float *q, const float *k, const float *v, float scale,
+                  const AttentionTerms &terms, float *out, float *workspace) {
   attention_impl::Kernel<Avx512>::run(shape, q, k, v, scale, terms, out, workspace);
 }
 
-void f32_attention_tr_avx512(const AttentionShape &shape, const float *q, const float *k, const float *v,
-                             float scale, const AttentionTerms &terms, float *out, float *workspace) {
+void run_qmajor(const AttentionShape &shape, const float *q, const float *k, const float *v, float scale,
+                const AttentionTerms &terms, float *out, float *workspace) {
   attention_tr_impl::Kernel<Avx512>::run(shape, q, k, v, scale, terms, out, workspace);
 }
+
+}  // namespace
+
+// Row-major: kRows query rows by kColVecs key vectors; picked for the shortest windows.
+const AttentionKernelInfo f32_attention_rowmajor_6x64_avx512 = {
+    "f32_attention_rowmajor_6x64_avx512",
+    kFeatureAvx2 | kFeatureAvx512,
+    run_rowmajor,
+    nullptr,
+    1,
+    false,
+    Avx512::kRows,
+    Avx512::kColVecs * Avx512::kWidth,
+    1,
+    kRowMajorMaxN,
+    attention_impl::workspace_floats<Avx512>,
+};
+
+// Query-major: blocks of kTrBlockVecs query vectors (in the lanes) by tr_key_rows key rows.
+const AttentionKernelInfo f32_attention_qmajor_64x6_avx512 = {
+    "f32_attention_qmajor_64x6_avx512",
+    kFeatureAvx2 | kFeatureAvx512,
+    run_qmajor,
+    nullptr,
+    1,
+    true,
+    Avx512::kTrBlockVecs * Avx512::kWidth,
+    Avx512::tr_key_rows(Avx512::kTrBlockVecs),
+    kRowMajorMaxN + 1,
+    INT64_MAX,
+    attention_tr_impl::workspace_floats<Avx512>,
+};
 
 void transpose_terms_avx512(const float *src, int64_t n, int64_t ld, float *dst) {
   attention_tr_impl::transpose_terms<Avx512>(src, n, ld, dst);

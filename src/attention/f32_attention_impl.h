@@ -342,10 +342,12 @@ struct Kernel {
   }
 };
 
-// Scratch of Kernel<T>::run for a vector width w and kRows rows.
-inline size_t workspace_floats_for(int64_t n, int64_t d, int64_t w, int64_t rows) {
-  const int64_t n_pad = round_up(n, w), d_pad = round_up(d, w);
-  return static_cast<size_t>(d * n_pad + n_pad + rows * n_pad + n * d_pad + 2 * d_pad + 64);
+// Scratch of Kernel<T>::run, in floats: kt, row_scale, scores, v_packed and key_tail as laid out in run.
+template <class T>
+size_t workspace_floats(int64_t n, int64_t d) {
+  const int64_t n_pad = round_up(n, T::kWidth), d_pad = round_up(d, T::kWidth);
+  return static_cast<size_t>(d * n_pad + n_pad + T::kRows * n_pad + n * d_pad +
+                             Kernel<T>::kMaxDotColumns * d_pad + 64);
 }
 
 }  // namespace attention_impl

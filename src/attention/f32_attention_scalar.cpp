@@ -1,13 +1,17 @@
-// The plain reference kernel, one element at a time. Dot products and sums accumulate in double: this is
-// the path the SIMD kernels are compared with, so it should be the more accurate of the two.
+// The plain reference kernel, one element at a time. The q.k dot products, the softmax sum and the P V sums
+// accumulate in double; the L2 norms of cosine attention accumulate in float.
 #include <cmath>
+#include <cstddef>
+#include <cstdint>
 #include <limits>
 
 #include "attention/attention.h"
 
 namespace winattn::detail {
 
-void f32_attention_scalar(const AttentionShape &shape, const float *q, const float *k, const float *v,
+namespace {
+
+void run_scalar(const AttentionShape &shape, const float *q, const float *k, const float *v,
                           float scale, const AttentionTerms &terms, float *out, float *workspace) {
   const int64_t n = shape.n, d = shape.head_dim;
   const float *bias = terms.bias, *mask = terms.mask;
@@ -57,5 +61,15 @@ void f32_attention_scalar(const AttentionShape &shape, const float *q, const flo
     }
   }
 }
+
+size_t workspace_floats(int64_t n, int64_t /*head_dim*/) {
+  return static_cast<size_t>(2 * n + 16);  // inverse key norms and one row of scores
+}
+
+}  // namespace
+
+const AttentionKernelInfo f32_attention_rowmajor_1x1_scalar = {
+    "f32_attention_rowmajor_1x1_scalar", 0, run_scalar, nullptr, 1, false, 1, 1, 1, INT64_MAX, workspace_floats,
+};
 
 }  // namespace winattn::detail

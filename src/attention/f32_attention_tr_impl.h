@@ -460,8 +460,10 @@ void transpose_terms(const float *src, int64_t n, int64_t ld, float *dst) {
     for (int64_t i = round_up(n, W); i < ld; ++i) dst[j * ld + i] = 0.0f;
 }
 
-// Scratch of Kernel<T>::run for a vector width w and block of block_vecs vectors.
-inline size_t workspace_floats_for(int64_t n, int64_t d, int64_t w, int64_t block_vecs) {
+// Scratch of Kernel<T>::run, in floats.
+template <class T>
+size_t workspace_floats(int64_t n, int64_t d) {
+  const int64_t w = T::kWidth, block_vecs = T::kTrBlockVecs;
   const int64_t n_pad = round_up(n, w), d_pad = round_up(d, w);
   return static_cast<size_t>(d * n_pad + n_pad + n * block_vecs * w + d_pad * block_vecs * w +
                              2 * block_vecs * w + n_pad + n * d + 64);

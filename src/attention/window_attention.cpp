@@ -8,54 +8,22 @@
 #include <thread>
 
 #include "attention/attention.h"
-#include "attention/f32_attention_impl.h"
-#include "attention/f32_attention_tr_impl.h"
 #include "common/aligned_buffer.h"
 #include "cpu/threading.h"
 
 namespace winattn::detail {
 
-size_t attention_workspace_floats(int64_t n, int64_t head_dim) {
-  const size_t avx512 = std::max(attention_impl::workspace_floats_for(n, head_dim, 16, 6),
-                                 attention_tr_impl::workspace_floats_for(n, head_dim, 16, 4));
-  const size_t avx2 = std::max(attention_impl::workspace_floats_for(n, head_dim, 8, 4),
-                               attention_tr_impl::workspace_floats_for(n, head_dim, 8, 3));
-  const size_t scalar = static_cast<size_t>(2 * n + 16);
-  return std::max({avx512, avx2, scalar});
-}
-
-AttentionKernel select_attention_kernel(Isa isa, int64_t n) {
-  // The query-major kernels put queries in the vector lanes: past one vector of them they beat the
-  // row-major ones, which do better on the shortest windows (T = 8 or 16 of temporal attention).
-  switch (isa) {
-    case Isa::avx512_bf16:
-    case Isa::avx512:
-      return n > 16 ? AttentionKernel{f32_attention_tr_avx512, true}
-                    : AttentionKernel{f32_attention_avx512, false};
-    case Isa::avx2:
-      return n > 16 ? AttentionKernel{f32_attention_tr_avx2, true}
-                    : AttentionKernel{f32_attention_avx2, false};
-    case Isa::scalar:
-      break;
-  }
-  return AttentionKernel{f32_attention_scalar, false};
-}
-
 void transpose_terms(const float *src, int64_t n, float *dst) {
   const int64_t ld = transposed_terms_ld(n);
-  switch (active_isa()) {
-    case Isa::avx512_bf16:
-    case Isa::avx512:
-      transpose_terms_avx512(src, n, ld, dst);
-      return;
-    case Isa::avx2:
-      transpose_terms_avx2(src, n, ld, dst);
-      return;
-    case Isa::scalar:
-      break;
-  }
-  for (int64_t j = 0; j < n; ++j) {
-    for (int64_t i = 0; i < ld; ++i) dst[j * ld + i] = i < n ? src[i * n + j] : 0.0f;
+  const CpuFeatures features = active_features();
+  if (has_features(features, kFeatureAvx2 | kFeatureAvx512)) {
+    transpose_terms_avx512(src, n, ld, dst);
+  } else if (has_features(features, kFeatureAvx2)) {
+    transpose_terms_avx2(src, n, ld, dst);
+  } else {
+    for (int64_t j = 0; j < n; ++j) {
+      for (int64_t i = 0; i < ld; ++i) dst[j * ld + i] = i < n ? src[i * n + j] : 0.0f;
+    }
   }
 }
 
@@ -149,55 +117,80 @@ class MaskWindows {
 
 void window_attention(int64_t num_windows, int64_t num_heads, int64_t n, int64_t head_dim, const float *q,
                       const float *k, const float *v, float scale, const float *bias, const float *mask,
-                      int64_t mask_windows, float *out) {
-  const AttentionKernel kernel = select_attention_kernel(active_isa(), n);
+                      int64_t mask_windows, float *out, int budget) {
+  const AttentionKernelInfo &kernel = select_f32_attention_kernel(active_features(), n);
   const int64_t items = num_windows * num_heads;
-  const int threads = static_cast<int>(std::min<int64_t>(effective_num_threads(), items));
-  const size_t per_thread = (attention_workspace_floats(n, head_dim) + 15) / 16 * 16;
+  // Work units: single items, or groups of up to max_batch consecutive items for a batched kernel.
+  const int64_t group = kernel.run_batch != nullptr ? std::min(kernel.max_batch, kMaxBatchItems) : 1;
+  const int64_t groups = (items + group - 1) / group;
+  const int threads = team_size(budget, groups);
+  const size_t per_thread = (kernel.workspace_floats(n, head_dim) + 15) / 16 * 16;
   // Scratch: each thread's workspace; each head's bias transposed (query-major kernels, made once per
   // call); each mask window in use transposed (the same) and its state.
   const int64_t ld_t = transposed_terms_ld(n);
-  const int64_t bias_count = kernel.transposed && bias != nullptr ? num_heads : 0;
+  const bool transposed = kernel.transposed_terms;
+  const int64_t bias_count = transposed && bias != nullptr ? num_heads : 0;
   const int64_t mask_count = mask != nullptr ? std::min(mask_windows, num_windows) : 0;
-  const int64_t mask_t_count = kernel.transposed ? mask_count : 0;
+  const int64_t mask_t_count = transposed ? mask_count : 0;
   const size_t terms_floats = static_cast<size_t>((bias_count + mask_t_count) * n * ld_t);
-  float *const base = thread_scratch(per_thread * static_cast<size_t>(threads) + terms_floats +
-                                     static_cast<size_t>(mask_count));  // may throw: before any output
+  ScratchLease lease(per_thread * static_cast<size_t>(threads) + terms_floats +
+                     static_cast<size_t>(mask_count));  // may throw: before any output
+  float *const base = lease.data();
   float *const bias_t = base + per_thread * static_cast<size_t>(threads);
   float *const mask_t = bias_t + bias_count * n * ld_t;
-  MaskWindows masks(mask, mask_count, n, kernel.transposed, mask_t, mask_t + mask_t_count * n * ld_t);
+  MaskWindows masks(mask, mask_count, n, transposed, mask_t, mask_t + mask_t_count * n * ld_t);
   AttentionShape shape;
   shape.n = n;
   shape.head_dim = head_dim;
   shape.ld_q = shape.ld_k = shape.ld_v = shape.ld_out = head_dim;
   shape.prefetch_to_l1 = cpu_is_amd();
   const int64_t head_stride = n * head_dim;
-#pragma omp parallel num_threads(threads)
+  // The terms of item (w, h): the head's bias, the window's mask unless it is all zeros.
+  auto terms_of = [&](int64_t item) {
+    const int64_t w = item / num_heads, h = item % num_heads;
+    AttentionTerms terms;
+    if (bias != nullptr) {
+      terms.bias = bias + h * n * n;
+      if (bias_count > 0) terms.bias_t = bias_t + h * n * ld_t;
+      terms.ld_bias_t = ld_t;
+    }
+    if (mask != nullptr && masks.prepare(w % mask_windows) == MaskWindows::kReady) {
+      terms.mask = masks.mask(w % mask_windows);
+      if (mask_t_count > 0) terms.mask_t = masks.mask_t(w % mask_windows);
+      terms.ld_mask_t = ld_t;
+    }
+    return terms;
+  };
+#pragma omp parallel num_threads(threads) if (threads > 1)
   {
 #pragma omp for schedule(static)
     for (int64_t h = 0; h < bias_count; ++h) transpose_terms(bias + h * n * n, n, bias_t + h * n * ld_t);
     float *const scratch = base + per_thread * static_cast<size_t>(thread_index());
-    // Guided: (window, head) items differ in cost (windows with a mask, and the thread that prepares a
-    // mask window), and on 16 threads static chunks left some threads waiting (guided measured up to 1.14x
-    // faster there, the same on 2). Items are independent, so the schedule cannot change a result.
+    // Guided: work units differ in cost (windows with a mask, and the thread that prepares a mask window).
+    // Units are independent, so the schedule cannot change a result.
 #pragma omp for schedule(guided)
-    for (int64_t item = 0; item < items; ++item) {
-      const int64_t w = item / num_heads, h = item % num_heads;
+    for (int64_t unit = 0; unit < groups; ++unit) {
+      if (kernel.run_batch != nullptr) {
+        const int64_t first = unit * group, count = std::min(group, items - first);
+        AttentionItem batch[kMaxBatchItems];
+        for (int64_t i = 0; i < count; ++i) {
+          const size_t offset = static_cast<size_t>((first + i) * head_stride);
+          batch[i].q = q + offset;
+          batch[i].k = k + offset;
+          batch[i].v = v + offset;
+          batch[i].out = out + offset;
+          batch[i].scale = scale;
+          batch[i].terms = terms_of(first + i);
+        }
+        kernel.run_batch(shape, batch, count, scratch);
+        continue;
+      }
+      const int64_t item = unit;
       const size_t offset = static_cast<size_t>(item * head_stride);
-      AttentionTerms terms;
-      if (bias != nullptr) {
-        terms.bias = bias + h * n * n;
-        if (bias_count > 0) terms.bias_t = bias_t + h * n * ld_t;
-        terms.ld_bias_t = ld_t;
-      }
-      if (mask != nullptr && masks.prepare(w % mask_windows) == MaskWindows::kReady) {
-        terms.mask = masks.mask(w % mask_windows);
-        if (mask_t_count > 0) terms.mask_t = masks.mask_t(w % mask_windows);
-        terms.ld_mask_t = ld_t;
-      }
+      const AttentionTerms terms = terms_of(item);
       // What the next item reads and writes, into L2 (L1 on AMD) while this one computes: without it the
       // kernel waits on memory at its first touch of each, for batches larger than the caches. (Its bias and
-      // mask are shared between items and mostly in L2 already: prefetching them measured slower.)
+      // mask are shared between items and mostly in cache already.)
       AttentionShape item_shape = shape;
       if (item + 1 < items) {
         const size_t next = offset + static_cast<size_t>(head_stride);

@@ -49,13 +49,43 @@ class AlignedBuffer {
 
 namespace winattn::detail {
 
-// Scratch memory of the calling thread, kept between calls (grown when a call needs more, freed when the
-// thread exits), so a steady stream of forwards allocates nothing. Valid until the next call on the same
-// thread; one user at a time per thread.
-inline float *thread_scratch(size_t count) {
+// Bytes of scratch a thread keeps between calls (WINATTN_THREAD_SCRATCH_KEEP_BYTES).
+constexpr size_t kThreadScratchKeepBytes = size_t{16} << 20;
+
+// The calling thread's scratch buffer, kept between calls so that calls of a steady size do not allocate
+// it each time; freed when the thread exits or by release_thread_scratch().
+inline AlignedBuffer &thread_scratch_buffer() {
   thread_local AlignedBuffer buffer;
-  if (buffer.size() < count) buffer.resize(count + count / 4);
-  return buffer.data();
+  return buffer;
 }
+
+// Frees the calling thread's scratch (winattn_release_thread_memory).
+inline void release_thread_scratch() {
+  thread_scratch_buffer().resize(0);
+}
+
+// The calling thread's scratch for the duration of one call: at least `count` floats, 64-byte aligned,
+// grown when needed (may throw OUT_OF_MEMORY: take the lease before writing any output). When the lease
+// ends, a buffer larger than kThreadScratchKeepBytes is freed, so a thread that once ran a large call does
+// not keep its memory. One lease at a time per thread.
+class ScratchLease {
+ public:
+  explicit ScratchLease(size_t count) : buffer_(thread_scratch_buffer()) {
+    if (buffer_.size() < count) {
+      buffer_.resize(0);  // free the old buffer before allocating the new one
+      const size_t grown = count + count / 4;
+      buffer_.resize(grown * sizeof(float) > kThreadScratchKeepBytes ? count : grown);
+    }
+  }
+  ~ScratchLease() {
+    if (buffer_.size() * sizeof(float) > kThreadScratchKeepBytes) buffer_.resize(0);
+  }
+  ScratchLease(const ScratchLease &) = delete;
+  ScratchLease &operator=(const ScratchLease &) = delete;
+  float *data() { return buffer_.data(); }
+
+ private:
+  AlignedBuffer &buffer_;
+};
 
 }  // namespace winattn::detail

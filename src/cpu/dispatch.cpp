@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -17,30 +18,38 @@ uint64_t read_xcr0() {
   return (static_cast<uint64_t>(edx) << 32) | eax;
 }
 
-Isa detect() {
+bool bit(unsigned word, int index) {
+  return ((word >> index) & 1u) != 0;
+}
+
+CpuFeatures detect() {
   unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-  if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return Isa::scalar;
-  const bool osxsave = (ecx >> 27) & 1;
-  const bool fma = (ecx >> 12) & 1;
-  const bool avx = (ecx >> 28) & 1;
-  if (!osxsave || !avx || !fma) return Isa::scalar;
+  if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return 0;
+  const bool osxsave = bit(ecx, 27), avx = bit(ecx, 28), fma = bit(ecx, 12), f16c = bit(ecx, 29);
+  if (!osxsave || !avx) return 0;
   const uint64_t xcr0 = read_xcr0();
   const bool ymm_state = (xcr0 & 0x6) == 0x6;
   const bool zmm_state = (xcr0 & 0xe6) == 0xe6;
-  if (!ymm_state) return Isa::scalar;
-  if (__get_cpuid_max(0, nullptr) < 7) return Isa::scalar;
+  const bool tile_state = (xcr0 & 0x60000) == 0x60000;  // XTILECFG and XTILEDATA
+  if (!ymm_state || __get_cpuid_max(0, nullptr) < 7) return 0;
   __cpuid_count(7, 0, eax, ebx, ecx, edx);
-  const bool avx2 = (ebx >> 5) & 1;
-  const bool avx512f = (ebx >> 16) & 1;
-  const bool avx512dq = (ebx >> 17) & 1;
-  const bool avx512bw = (ebx >> 30) & 1;
-  const bool avx512vl = (ebx >> 31) & 1;
-  if (!avx2) return Isa::scalar;
-  if (!(avx512f && avx512dq && avx512bw && avx512vl && zmm_state)) return Isa::avx2;
+  const bool avx2 = bit(ebx, 5);
+  const bool avx512 = bit(ebx, 16) && bit(ebx, 17) && bit(ebx, 30) && bit(ebx, 31) && zmm_state;  // F DQ BW VL
+  const bool vnni = bit(ecx, 11);
+  const bool amx = bit(edx, 22) && bit(edx, 24) && tile_state;  // AMX-BF16, AMX-TILE
   unsigned eax1 = 0, ebx1 = 0, ecx1 = 0, edx1 = 0;
   __cpuid_count(7, 1, eax1, ebx1, ecx1, edx1);
-  const bool avx512_bf16 = (eax1 >> 5) & 1;
-  return avx512_bf16 ? Isa::avx512_bf16 : Isa::avx512;
+  const bool bf16 = bit(eax1, 5);
+
+  CpuFeatures features = 0;
+  if (!(avx2 && fma && f16c)) return features;
+  features |= kFeatureAvx2;
+  if (!avx512) return features;
+  features |= kFeatureAvx512;
+  if (bf16) features |= kFeatureAvx512Bf16;
+  if (vnni) features |= kFeatureAvx512Vnni;
+  if (bf16 && amx) features |= kFeatureAmxBf16;
+  return features;
 }
 
 bool detect_amd() {
@@ -53,70 +62,76 @@ bool detect_amd() {
   return std::memcmp(vendor, "AuthenticAMD", 12) == 0;
 }
 
-std::atomic<int> g_cap{-1};  // -1: not initialised yet; else an Isa value
-std::once_flag g_env_once;
+struct Level {
+  const char *name;
+  CpuFeatures mask;
+};
+// Highest first: isa_level_name reports the first level a feature set contains.
+constexpr Level kLevels[] = {
+    {"amx_bf16", kFeatureAvx2 | kFeatureAvx512 | kFeatureAvx512Bf16 | kFeatureAvx512Vnni | kFeatureAmxBf16},
+    {"avx512_bf16", kFeatureAvx2 | kFeatureAvx512 | kFeatureAvx512Bf16 | kFeatureAvx512Vnni},
+    {"avx512", kFeatureAvx2 | kFeatureAvx512 | kFeatureAvx512Vnni},
+    {"avx2", kFeatureAvx2},
+    {"scalar", 0},
+};
 
-void read_environment_once() {
-  std::call_once(g_env_once, [] {
-    Isa cap = Isa::avx512_bf16;
-    if (const char *env = std::getenv("WINATTN_MAX_ISA")) {
-      if (!parse_isa(env, &cap)) cap = Isa::avx512_bf16;  // unknown names are ignored
+// The environment's cap is fixed at first use; the API's cap changes at any time.
+CpuFeatures environment_cap() {
+  static const CpuFeatures cap = [] {
+    const char *env = std::getenv("WINATTN_MAX_ISA");
+    CpuFeatures mask = kAllFeatures;
+    if (env != nullptr && !parse_isa_level(env, &mask)) {
+      std::fprintf(stderr,
+                   "winattn: WINATTN_MAX_ISA=\"%.64s\" is not one of amx_bf16, avx512_bf16, avx512, avx2, "
+                   "scalar, native; ignored\n",
+                   env);
+      mask = kAllFeatures;
     }
-    int expected = -1;
-    g_cap.compare_exchange_strong(expected, static_cast<int>(cap));
-  });
+    return mask;
+  }();
+  return cap;
 }
+
+std::atomic<CpuFeatures> g_api_cap{kAllFeatures};
 
 }  // namespace
 
-const char *isa_name(Isa isa) {
-  switch (isa) {
-    case Isa::scalar:
-      return "scalar";
-    case Isa::avx2:
-      return "avx2";
-    case Isa::avx512:
-      return "avx512";
-    case Isa::avx512_bf16:
-      return "avx512_bf16";
-  }
-  return "scalar";
+CpuFeatures cpu_features() {
+  static const CpuFeatures detected = detect();
+  return detected;
 }
 
-bool parse_isa(const char *name, Isa *isa) {
+CpuFeatures active_features() {
+  return cpu_features() & environment_cap() & g_api_cap.load(std::memory_order_relaxed);
+}
+
+void set_feature_cap(CpuFeatures cap) {
+  g_api_cap.store(cap, std::memory_order_relaxed);
+}
+
+bool parse_isa_level(const char *name, CpuFeatures *mask) {
   if (name == nullptr) return false;
-  static const struct {
-    const char *name;
-    Isa isa;
-  } kNames[] = {{"scalar", Isa::scalar},
-                {"avx2", Isa::avx2},
-                {"avx512", Isa::avx512},
-                {"avx512_bf16", Isa::avx512_bf16},
-                {"native", Isa::avx512_bf16}};
-  for (const auto &entry : kNames) {
-    if (std::strcmp(name, entry.name) == 0) {
-      *isa = entry.isa;
+  if (std::strcmp(name, "native") == 0) {
+    *mask = kAllFeatures;
+    return true;
+  }
+  for (const Level &level : kLevels) {
+    if (std::strcmp(name, level.name) == 0) {
+      *mask = level.mask;
       return true;
     }
   }
   return false;
 }
 
-Isa cpu_isa() {
-  static const Isa detected = detect();
-  return detected;
-}
-
-Isa active_isa() {
-  read_environment_once();
-  const int cap = g_cap.load(std::memory_order_relaxed);
-  const int cpu = static_cast<int>(cpu_isa());
-  return static_cast<Isa>(cap < cpu ? cap : cpu);
-}
-
-void set_max_isa(Isa cap) {
-  read_environment_once();
-  g_cap.store(static_cast<int>(cap), std::memory_order_relaxed);
+const char *isa_level_name(CpuFeatures features) {
+  for (const Level &level : kLevels) {
+    // VNNI is not part of what a level promises below amx_bf16/avx512_bf16: a CPU with AVX-512 and no
+    // VNNI is still "avx512".
+    const CpuFeatures required = level.mask & ~kFeatureAvx512Vnni;
+    if (has_features(features, required)) return level.name;
+  }
+  return "scalar";
 }
 
 bool cpu_is_amd() {

@@ -12,7 +12,7 @@
 #include "common/aligned_buffer.h"
 #include "common/error.h"
 #include "cpu/threading.h"
-#include "mask/shifted_window_mask.h"
+#include "position_bias/position_bias.h"
 #include "partition/window_partition.h"
 
 namespace winattn::detail {
@@ -73,33 +73,44 @@ WindowAttentionLayer::WindowAttentionLayer(const LayerSpec &spec)
   }
 }
 
-std::shared_ptr<const WindowAttentionLayer::MaskSet> WindowAttentionLayer::masks_for(
-    const int64_t *padded, const int64_t *shift) const {
-  const std::array<int64_t, 6> key = {padded[0], padded[1], padded[2], shift[0], shift[1], shift[2]};
+std::shared_ptr<const WindowAttentionLayer::Mask> WindowAttentionLayer::mask_for_pattern(int pattern) const {
   {
     std::lock_guard<std::mutex> lock(mask_mutex_);
-    auto it = mask_cache_.find(key);
-    if (it != mask_cache_.end()) return it->second;
+    if (masks_[pattern]) return masks_[pattern];
   }
-  // Built outside the lock; two threads may build the same set, the first one stored wins.
-  auto set = std::make_shared<MaskSet>();
+  // Region of token t along axis d in a window split on d: 0 before window - shift, 1 from there.
   const int64_t n = tokens_;
-  const int64_t windows = (padded[0] / window_[0]) * (padded[1] / window_[1]) * (padded[2] / window_[2]);
-  std::vector<int32_t> labels(static_cast<size_t>(windows * n));
-  shifted_window_labels(padded, window_, shift, labels.data());
-  set->window_offset.assign(static_cast<size_t>(windows), -1);
-  for (int64_t w = 0; w < windows; ++w) {
-    const int32_t *label = labels.data() + w * n;
-    if (std::all_of(label, label + n, [&](int32_t l) { return l == label[0]; })) continue;  // no mask needed
-    set->window_offset[w] = static_cast<int64_t>(set->values.size());
-    set->values.resize(set->values.size() + static_cast<size_t>(n * n));
-    float *mask = set->values.data() + set->window_offset[w];
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t j = 0; j < n; ++j) mask[i * n + j] = label[i] == label[j] ? 0.0f : -100.0f;
+  std::vector<int32_t> label(static_cast<size_t>(n));
+  for (int64_t t = 0; t < n; ++t) {
+    const int64_t coords[3] = {t / (window_[1] * window_[2]), t / window_[2] % window_[1], t % window_[2]};
+    int32_t l = 0;
+    for (int d = 0; d < 3; ++d) {
+      const bool split = ((pattern >> d) & 1) != 0;
+      l = l * 2 + (split && coords[d] >= window_[d] - shift_[d] ? 1 : 0);
+    }
+    label[t] = l;
   }
+  auto mask = std::make_shared<Mask>(static_cast<size_t>(n * n));
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j) (*mask)[i * n + j] = label[i] == label[j] ? 0.0f : -100.0f;
   std::lock_guard<std::mutex> lock(mask_mutex_);
-  auto inserted = mask_cache_.emplace(key, std::move(set));
-  return inserted.first->second;
+  if (!masks_[pattern]) masks_[pattern] = std::move(mask);  // two builders: the first one stored wins
+  return masks_[pattern];
+}
+
+void WindowAttentionLayer::trim() const {
+  std::lock_guard<std::mutex> lock(mask_mutex_);
+  for (auto &mask : masks_) mask.reset();  // forwards that hold one keep it alive until they end
+}
+
+int64_t WindowAttentionLayer::memory_bytes() const {
+  size_t bytes = sizeof *this + sizeof(float) * (bias_.capacity() + bias_t_.capacity() + head_scale_.capacity());
+  {
+    std::lock_guard<std::mutex> lock(mask_mutex_);
+    for (const auto &mask : masks_)
+      if (mask) bytes += sizeof(float) * mask->capacity();
+  }
+  return static_cast<int64_t>(bytes);
 }
 
 void WindowAttentionLayer::forward(const float *input, int64_t batch, const int64_t *grid,
@@ -107,12 +118,29 @@ void WindowAttentionLayer::forward(const float *input, int64_t batch, const int6
   const WindowGeometry g = make_window_geometry(batch, grid, channels_, window_, shift_);
   const int64_t c = channels_, n = tokens_;
   const int64_t total_windows = batch * g.windows_per_image;
-  std::shared_ptr<const MaskSet> masks;
-  if (g.shifted()) masks = masks_for(g.padded, g.shift);
+  // The masks this grid needs, by pattern (bit d: split on axis d), and the pattern of each window's
+  // position. Patterns only have bits of axes with a non-zero effective shift.
+  int shifted_axes = 0;
+  for (int d = 0; d < 3; ++d)
+    if (g.shift[d] > 0) shifted_axes |= 1 << d;
+  std::array<std::shared_ptr<const Mask>, kMaskPatterns> masks;
+  for (int pattern = 1; pattern < kMaskPatterns; ++pattern)
+    if ((pattern & ~shifted_axes) == 0) masks[pattern] = mask_for_pattern(pattern);
+  const int64_t *per_axis = g.windows_per_axis;
+  auto mask_of_window = [&](int64_t w) -> const float * {
+    const int64_t in_image = w % g.windows_per_image;
+    const int64_t index[3] = {in_image / (per_axis[1] * per_axis[2]), in_image / per_axis[2] % per_axis[1],
+                              in_image % per_axis[2]};
+    int pattern = 0;
+    for (int d = 0; d < 3; ++d)
+      if (index[d] == per_axis[d] - 1) pattern |= 1 << d;
+    pattern &= shifted_axes;
+    return pattern != 0 ? masks[pattern]->data() : nullptr;
+  };
 
   const int64_t chunk = windows_per_chunk(n, c, total_windows);
   const int64_t tasks = (total_windows + chunk - 1) / chunk;
-  const int threads = static_cast<int>(std::min<int64_t>(effective_num_threads(), tasks));
+  const int threads = team_size(num_threads(), tasks);
   const int64_t rows = chunk * n;
   // Every chunk runs the projections on `rows` rows (the last one with zero rows after its windows), so
   // one primitive per projection serves the whole call.
@@ -120,7 +148,8 @@ void WindowAttentionLayer::forward(const float *input, int64_t batch, const int6
   const auto proj_plan = proj_->prepare(rows);
   // Per thread: x [rows][C] (input, then attention output), qkv [rows][3C] (then projection output),
   // attention scratch, oneDNN scratchpads.
-  const size_t attention_floats = (attention_workspace_floats(n, head_dim_) + 15) / 16 * 16;
+  const AttentionKernelInfo &kernel = select_f32_attention_kernel(active_features(), n);
+  const size_t attention_floats = (kernel.workspace_floats(n, head_dim_) + 15) / 16 * 16;
   const size_t scratch_floats =
       (std::max(Linear::scratchpad_bytes(*qkv_plan), Linear::scratchpad_bytes(*proj_plan)) + 63) / 64 * 16;
   // Every piece starts on a 64-byte boundary: the kernels use aligned vector stores into their scratch.
@@ -128,13 +157,14 @@ void WindowAttentionLayer::forward(const float *input, int64_t batch, const int6
   const size_t x_floats = aligned(static_cast<size_t>(rows * c));
   const size_t qkv_floats = aligned(static_cast<size_t>(rows * 3 * c));
   const size_t per_thread = x_floats + qkv_floats + attention_floats + scratch_floats;
-  float *const workspace = thread_scratch(per_thread * static_cast<size_t>(threads));
-  const AttentionKernel kernel = select_attention_kernel(active_isa(), n);
+  ScratchLease lease(per_thread * static_cast<size_t>(threads));  // may throw: before any output
+  float *const workspace = lease.data();
   const float *bias = bias_.empty() ? nullptr : bias_.data();
   const float *bias_t = bias_t_.empty() ? nullptr : bias_t_.data();
   const int64_t ld_bias_t = transposed_terms_ld(n);
   const int64_t head_dim = head_dim_, heads = num_heads_;
   const bool cosine = cosine_;
+  const int64_t group = kernel.run_batch != nullptr ? std::min(kernel.max_batch, kMaxBatchItems) : 1;
   std::atomic<bool> failed{false};
 
 #pragma omp parallel num_threads(threads)
@@ -164,26 +194,35 @@ void WindowAttentionLayer::forward(const float *input, int64_t batch, const int6
         failed.store(true);
         continue;
       }
-      for (int64_t w = 0; w < count; ++w) {
-        const float *mask = nullptr;
-        if (masks) {
-          const int64_t offset = masks->window_offset[(first + w) % g.windows_per_image];
-          if (offset >= 0) mask = masks->values.data() + offset;
-        }
-        const float *window_qkv = qkv + w * n * 3 * c;
-        AttentionTerms terms;
-        terms.mask = mask;
-        terms.mask_t = mask;  // symmetric: token i and j are masked when their regions differ
-        terms.ld_mask_t = n;
-        terms.ld_bias_t = ld_bias_t;
-        for (int64_t h = 0; h < heads; ++h) {
+      // The chunk's (window, head) items, window-major, one at a time or in groups for a batched kernel.
+      const int64_t items = count * heads;
+      for (int64_t first_item = 0; first_item < items; first_item += group) {
+        const int64_t group_size = std::min(group, items - first_item);
+        AttentionItem group_items[kMaxBatchItems];
+        for (int64_t i = 0; i < group_size; ++i) {
+          const int64_t w = (first_item + i) / heads, h = (first_item + i) % heads;
+          const float *window_qkv = qkv + w * n * 3 * c;
+          AttentionItem &item = group_items[i];
+          item.q = window_qkv + h * head_dim;
+          item.k = window_qkv + c + h * head_dim;
+          item.v = window_qkv + 2 * c + h * head_dim;
+          item.out = x + w * n * c + h * head_dim;
+          item.scale = head_scale_[h];
+          const float *mask = mask_of_window(first + w);
+          item.terms.mask = mask;
+          item.terms.mask_t = mask;  // symmetric: token i and j are masked when their regions differ
+          item.terms.ld_mask_t = n;
+          item.terms.ld_bias_t = ld_bias_t;
           if (bias != nullptr) {
-            terms.bias = bias + h * n * n;
-            terms.bias_t = bias_t + h * n * ld_bias_t;
+            item.terms.bias = bias + h * n * n;
+            item.terms.bias_t = bias_t + h * n * ld_bias_t;
           }
-          kernel.run(shape, window_qkv + h * head_dim, window_qkv + c + h * head_dim,
-                     window_qkv + 2 * c + h * head_dim, head_scale_[h], terms, x + w * n * c + h * head_dim,
-                     scratch);
+        }
+        if (kernel.run_batch != nullptr) {
+          kernel.run_batch(shape, group_items, group_size, scratch);
+        } else {
+          const AttentionItem &item = group_items[0];
+          kernel.run(shape, item.q, item.k, item.v, item.scale, item.terms, item.out, scratch);
         }
       }
       if (!proj_->forward(*proj_plan, x, qkv, dnnl_scratch)) {
@@ -194,6 +233,90 @@ void WindowAttentionLayer::forward(const float *input, int64_t batch, const int6
     }
   }
   if (failed.load()) throw Error(WINATTN_STATUS_INTERNAL_ERROR, "oneDNN matmul execution failed");
+}
+
+}  // namespace winattn::detail
+
+namespace winattn::detail {
+
+LayerSpec WindowAttentionLayer::spec_from_args(const winattn_window_attention_args &args) {
+  LayerSpec spec;
+  spec.channels = args.channels;
+  spec.num_heads = args.num_heads;
+  for (int d = 0; d < 3; ++d) {
+    spec.window[d] = args.window[d];
+    spec.shift[d] = args.shift[d];
+  }
+  spec.qkv_weight = args.qkv_weight;
+  spec.qkv_bias = args.qkv_bias;
+  spec.proj_weight = args.proj_weight;
+  spec.proj_bias = args.proj_bias;
+  spec.bias = args.relative_position_bias;
+  spec.logit_scale = args.logit_scale;
+  return spec;
+}
+
+std::unique_ptr<WindowAttentionLayer> WindowAttentionLayer::from_desc(const winattn_layer_desc &desc) {
+  int64_t n = 1;
+  for (int d = 0; d < 3; ++d) n *= desc.window[d];
+  const bool v2 = desc.logit_scale != nullptr;
+  const bool has_cpb = desc.cpb_weight1 != nullptr || desc.cpb_weight2 != nullptr || desc.cpb_bias1 != nullptr;
+  std::vector<float> bias;
+  if (!v2) {
+    if (has_cpb || desc.cpb_hidden != 0) {
+      invalid_argument(
+          "desc->cpb_* is set but desc->logit_scale is NULL: the continuous position bias is SwinV2's");
+    }
+    if (desc.relative_position_bias_table != nullptr) {
+      int64_t rows = 1;
+      for (int d = 0; d < 3; ++d) rows *= 2 * desc.window[d] - 1;
+      std::vector<int64_t> index(static_cast<size_t>(n * n));
+      relative_position_index(3, desc.window, index.data());
+      bias.resize(static_cast<size_t>(desc.num_heads * n * n));
+      relative_position_bias(desc.relative_position_bias_table, rows, desc.num_heads, index.data(), n,
+                             bias.data());
+    }
+  } else {
+    if (desc.relative_position_bias_table != nullptr) {
+      invalid_argument("desc->relative_position_bias_table must be NULL for SwinV2 (logit_scale set)");
+    }
+    if (has_cpb) {
+      require_not_null(desc.cpb_weight1, "desc->cpb_weight1");
+      require_not_null(desc.cpb_weight2, "desc->cpb_weight2");
+      require_positive(desc.cpb_hidden, "desc->cpb_hidden");
+      checked_elements(checked_mul(desc.cpb_hidden, desc.num_heads, "cpb_weight2 size"), "cpb_weight2 size");
+      if (desc.window[0] != 1) {
+        invalid_argument("the continuous position bias needs 2D windows (window[0] == 1), got window[0] = %lld",
+                         static_cast<long long>(desc.window[0]));
+      }
+      const int64_t wh = desc.window[1], ww = desc.window[2];
+      const int64_t rows = (2 * wh - 1) * (2 * ww - 1);
+      std::vector<float> table(static_cast<size_t>(rows * desc.num_heads));
+      continuous_position_bias_table(wh, ww, desc.cpb_weight1, desc.cpb_bias1, desc.cpb_weight2,
+                                     desc.cpb_hidden, desc.num_heads, table.data());
+      std::vector<int64_t> index(static_cast<size_t>(n * n));
+      relative_position_index(2, desc.window + 1, index.data());
+      bias.resize(static_cast<size_t>(desc.num_heads * n * n));
+      relative_position_bias(table.data(), rows, desc.num_heads, index.data(), n, bias.data());
+    } else if (desc.cpb_hidden != 0) {
+      invalid_argument("desc->cpb_hidden is %lld but the cpb weights are NULL",
+                       static_cast<long long>(desc.cpb_hidden));
+    }
+  }
+  LayerSpec spec;
+  spec.channels = desc.channels;
+  spec.num_heads = desc.num_heads;
+  for (int d = 0; d < 3; ++d) {
+    spec.window[d] = desc.window[d];
+    spec.shift[d] = desc.shift[d];
+  }
+  spec.qkv_weight = desc.qkv_weight;
+  spec.qkv_bias = desc.qkv_bias;
+  spec.proj_weight = desc.proj_weight;
+  spec.proj_bias = desc.proj_bias;
+  spec.bias = bias.empty() ? nullptr : bias.data();
+  spec.logit_scale = desc.logit_scale;
+  return std::make_unique<WindowAttentionLayer>(spec);
 }
 
 }  // namespace winattn::detail

@@ -4,16 +4,18 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <vector>
 
 #include "projection/linear.h"
+#include "winattn/winattn.h"
 
 namespace winattn::detail {
 
+// What a layer computes, with its bias already looked up.
 struct LayerSpec {
   int64_t channels = 0;
   int64_t num_heads = 0;
@@ -32,6 +34,14 @@ class WindowAttentionLayer {
   // Copies and packs everything; the spec's arrays may be freed afterwards. Throws Error.
   explicit WindowAttentionLayer(const LayerSpec &spec);
 
+  // Builds a layer from the C API's description: v1 looks the relative position bias table up, v2 builds
+  // the continuous position bias table from its MLP and looks it up. Checks the description's consistency
+  // (v1 or v2, cpb weights all set or all null) and throws INVALID_ARGUMENT / UNSUPPORTED naming the
+  // field; the caller has checked pointers and sizes.
+  static std::unique_ptr<WindowAttentionLayer> from_desc(const winattn_layer_desc &desc);
+  // The stateless layer of winattn_shifted_window_attention.
+  static LayerSpec spec_from_args(const winattn_window_attention_args &args);
+
   // input/output: [batch][grid[0]][grid[1]][grid[2]][channels]. Arguments validated by the caller.
   // Thread-safe. Throws Error (OUT_OF_MEMORY / INTERNAL_ERROR) before writing output when it can.
   void forward(const float *input, int64_t batch, const int64_t *grid, float *output) const;
@@ -39,13 +49,22 @@ class WindowAttentionLayer {
   int64_t channels() const { return channels_; }
   const int64_t *window() const { return window_; }
 
+  // The thread budget of forward (0 = the process setting).
+  void set_num_threads(int threads) { num_threads_.store(threads, std::memory_order_relaxed); }
+  int num_threads() const { return num_threads_.load(std::memory_order_relaxed); }
+
+  // Drops the masks and the projection plans made for unusual row counts; safe beside running forwards.
+  void trim() const;
+  // Heap bytes held now.
+  int64_t memory_bytes() const;
+
  private:
-  struct MaskSet {
-    // For window w of an image: offset into `values` of its [N][N] mask, or -1 when the window needs none.
-    std::vector<int64_t> window_offset;
-    std::vector<float> values;
-  };
-  std::shared_ptr<const MaskSet> masks_for(const int64_t *padded, const int64_t *shift) const;
+  // The mask of a window depends only on which axes split it: a window is split on axis d when it is the
+  // last window along d and the effective shift on d is non-zero (regions [G-w, G-s) and [G-s, G) meet
+  // inside it). So a layer needs at most 7 masks (pattern 0, no split, needs none), whatever the grid.
+  static constexpr int kMaskPatterns = 8;
+  using Mask = std::vector<float>;  // [N][N]
+  std::shared_ptr<const Mask> mask_for_pattern(int pattern) const;
 
   int64_t channels_, num_heads_, head_dim_, tokens_;
   int64_t window_[3], shift_[3];
@@ -55,9 +74,10 @@ class WindowAttentionLayer {
       bias_t_;  // the same transposed, [heads][N][transposed_terms_ld(N)], for query-major kernels
   std::vector<float> head_scale_;  // per head: head_dim^-0.5 (v1) or exp(min(logit_scale, ln 100)) (v2)
   std::unique_ptr<Linear> qkv_, proj_;
+  std::atomic<int> num_threads_{0};
 
   mutable std::mutex mask_mutex_;
-  mutable std::map<std::array<int64_t, 6>, std::shared_ptr<const MaskSet>> mask_cache_;
+  mutable std::array<std::shared_ptr<const Mask>, kMaskPatterns> masks_;
 };
 
 }  // namespace winattn::detail

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <limits>
 #include <vector>
 
@@ -7,19 +8,32 @@
 #include "position_bias/position_bias.h"
 
 namespace winattn::detail {
+
+// The gather kernel table, in dispatch order.
+const GatherKernelInfo *const *f32_bias_gather_kernels(size_t *count) {
+  static const GatherKernelInfo *const kKernels[] = {
+      &f32_bias_gather_xsimd_avx512,
+      &f32_bias_gather_xsimd_avx2,
+      &f32_bias_gather_scalar,
+  };
+  *count = sizeof kKernels / sizeof kKernels[0];
+  return kKernels;
+}
+
+const GatherKernelInfo &select_f32_gather_kernel(CpuFeatures features) {
+  size_t count = 0;
+  const GatherKernelInfo *const *kernels = f32_bias_gather_kernels(&count);
+  for (size_t i = 0; i < count; ++i)
+    if (has_features(features, kernels[i]->required)) return *kernels[i];
+  return f32_bias_gather_scalar;
+}
+
+
 namespace {
 
 GatherF32Fn select_gather() {
-  switch (active_isa()) {
-    case Isa::avx512_bf16:
-    case Isa::avx512:
-      return gather_f32_avx512;
-    case Isa::avx2:
-      return gather_f32_avx2;
-    case Isa::scalar:
-      break;
-  }
-  return gather_f32_scalar;
+  const GatherKernelInfo &kernel = select_f32_gather_kernel(active_features());
+  return kernel.run;
 }
 
 }  // namespace
@@ -42,8 +56,8 @@ void relative_position_bias(const float *table, int64_t table_rows, int64_t num_
   constexpr int64_t kBlock = 4096;
   const int64_t blocks = (count + kBlock - 1) / kBlock;
   const int64_t items = num_heads * blocks;
-  const int threads = effective_num_threads();
-#pragma omp parallel for schedule(static) num_threads(threads) if (items > 1 && count * num_heads >= 16384)
+  const int threads = team_size_for_work(items, count * num_heads);
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (int64_t item = 0; item < items; ++item) {
     const int64_t h = item / blocks, t0 = item % blocks * kBlock;
     const int64_t len = count - t0 < kBlock ? count - t0 : kBlock;
@@ -66,9 +80,9 @@ void relative_position_bias_backward(const float *grad_bias, int64_t table_rows,
   }
   // grad_bias transposed to [pairs][heads] so a table row accumulates contiguous head vectors.
   std::vector<float> transposed(static_cast<size_t>(count * num_heads));
-  const int threads = effective_num_threads();
   constexpr int64_t kTile = 64;
-#pragma omp parallel num_threads(threads) if (count * num_heads >= 16384)
+  const int threads = team_size_for_work(std::max((count + kTile - 1) / kTile, table_rows), count * num_heads);
+#pragma omp parallel num_threads(threads) if (threads > 1)
   {
 #pragma omp for schedule(static)
     for (int64_t t0 = 0; t0 < count; t0 += kTile) {

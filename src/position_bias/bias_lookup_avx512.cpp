@@ -3,8 +3,14 @@
 
 namespace winattn::detail {
 
-void gather_f32_avx512(const float *column, const int32_t *scaled_index, int64_t count, float *out) {
+namespace {
+
+void gather(const float *column, const int32_t *scaled_index, int64_t count, float *out) {
   gather_f32_xsimd<xsimd::avx512f>(column, scaled_index, count, out);
 }
+
+}  // namespace
+
+const GatherKernelInfo f32_bias_gather_xsimd_avx512 = {"f32_bias_gather_xsimd_avx512", kFeatureAvx2 | kFeatureAvx512, gather};
 
 }  // namespace winattn::detail

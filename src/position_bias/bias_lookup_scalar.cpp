@@ -2,8 +2,14 @@
 
 namespace winattn::detail {
 
-void gather_f32_scalar(const float *column, const int32_t *scaled_index, int64_t count, float *out) {
+namespace {
+
+void gather(const float *column, const int32_t *scaled_index, int64_t count, float *out) {
   for (int64_t t = 0; t < count; ++t) out[t] = column[scaled_index[t]];
 }
+
+}  // namespace
+
+const GatherKernelInfo f32_bias_gather_scalar = {"f32_bias_gather_scalar", 0, gather};
 
 }  // namespace winattn::detail

@@ -3,8 +3,11 @@
 // (except where a function says it validates).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
+
+#include "cpu/dispatch.h"
 
 namespace winattn::detail {
 
@@ -27,10 +30,19 @@ void relative_position_bias_backward(const float *grad_bias, int64_t table_rows,
 void continuous_position_bias_table(int64_t window_h, int64_t window_w, const float *w1, const float *b1,
                                     const float *w2, int64_t hidden, int64_t num_heads, float *table);
 
-// One-column gather used by the lookup: out[t] = column[scaled_index[t]], t in [0, count).
+// The gather kernels of the lookup: out[t] = column[scaled_index[t]], t in [0, count).
 using GatherF32Fn = void (*)(const float *column, const int32_t *scaled_index, int64_t count, float *out);
-void gather_f32_scalar(const float *column, const int32_t *scaled_index, int64_t count, float *out);
-void gather_f32_avx2(const float *column, const int32_t *scaled_index, int64_t count, float *out);
-void gather_f32_avx512(const float *column, const int32_t *scaled_index, int64_t count, float *out);
+struct GatherKernelInfo {
+  const char *name;      // "f32_bias_gather_xsimd_avx512": dtype, operation, implementation, ISA
+  CpuFeatures required;  // features it needs (all of them)
+  GatherF32Fn run;
+};
+extern const GatherKernelInfo f32_bias_gather_xsimd_avx512;
+extern const GatherKernelInfo f32_bias_gather_xsimd_avx2;
+extern const GatherKernelInfo f32_bias_gather_scalar;
+// The gather kernels in dispatch order, the scalar one last; `count` receives the number of entries.
+const GatherKernelInfo *const *f32_bias_gather_kernels(size_t *count);
+// The first whose features are all in `features`.
+const GatherKernelInfo &select_f32_gather_kernel(CpuFeatures features);
 
 }  // namespace winattn::detail

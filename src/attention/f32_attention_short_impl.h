@@ -1,0 +1,409 @@
+// Fused attention for short windows (n <= 32: temporal T = 8 or 16, 4x4 and 5x5 windows), several
+// (window, head) items per pass, written once over an ISA traits class (f32_attention_short_avx512.cpp,
+// f32_attention_short_avx2.cpp instantiate it with their flags).
+//
+// One vector lane per query row. The query rows of a call are cut into quads (4 consecutive rows of one
+// item; the last quad of an item is padded with copies of its last row) and the quads of consecutive items
+// are packed in order, W / 4 of them to a slot of W lanes: at n = 8 a 16-lane slot holds two items, at
+// n = 16 one, at n = 25 an item takes 7 quads and the next item starts in the same slot. Per slot:
+//   1. logits^T, one vector per key j with the slot's rows in the lanes. Each logit is a dot product with
+//      the channels in the lanes, q and k rows read where they are (no packing): a tile of two keys by
+//      4 * W / 8 rows accumulates over the channels, then a reduction tree (in-lane unpacks and adds, one
+//      round of lane shuffles per tile and one to join the slot's two half tiles) leaves each row's sum in
+//      its lane. Then scale (and the cosine norms), plus bias^T and mask^T rows loaded straight into the
+//      lanes.
+//   2. softmax along the keys, all element-wise between vectors: maximum, exp, sum, and 1 / sum folded
+//      into the probabilities P^T, kept for the slots an item spans.
+//   3. once all of an item's rows have their probabilities: out = P V, channels in the lanes, the weights
+//      broadcast from P^T, written to the item's strided output rows.
+// No horizontal reduction in the softmax and no transposes; the only lane shuffles are the trees'. Every
+// lane goes through the same operations in the same order whatever shares its vector, so an item's
+// results do not depend on which batch it is in, its place there, or the batch size (the "huge logits"
+// switch of the per-item kernels would break that: the maximum is always subtracted before the exp here).
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+
+#include "attention/attention.h"
+
+namespace winattn::detail {
+
+// The short-window batched kernels (AttentionBatchFn), for 1 <= n <= 32 (any head_dim >= 1). They read
+// the transposed terms: bias_t / mask_t (with ld_bias_t / ld_mask_t >= n) of each item, wherever the
+// item has a bias or mask; bias and mask themselves are not read. count <= the kernel's max_batch().
+// workspace: the kernel's workspace_floats(n, head_dim) floats, 64-byte aligned.
+void f32_attention_short_r16_avx512(const AttentionShape &shape, const AttentionItem *items, int64_t count,
+                                    float *workspace);
+size_t f32_attention_short_r16_avx512_workspace_floats(int64_t n, int64_t head_dim);
+int64_t f32_attention_short_r16_avx512_max_batch();
+
+void f32_attention_short_r8_avx2(const AttentionShape &shape, const AttentionItem *items, int64_t count,
+                                 float *workspace);
+size_t f32_attention_short_r8_avx2_workspace_floats(int64_t n, int64_t head_dim);
+int64_t f32_attention_short_r8_avx2_max_batch();
+
+// The scalar reference, item by item (f32_attention_scalar); reads bias and mask (not transposed).
+void f32_attention_short_scalar(const AttentionShape &shape, const AttentionItem *items, int64_t count,
+                                float *workspace);
+size_t f32_attention_short_scalar_workspace_floats(int64_t n, int64_t head_dim);
+int64_t f32_attention_short_scalar_max_batch();
+
+namespace attention_short_impl {
+
+constexpr int64_t kMaxN = 32;
+// Nothing in the kernels depends on it (their scratch does not grow with the batch); it bounds a call so
+// that threads can share out the items in small chunks.
+constexpr int64_t kMaxBatch = 64;
+
+inline int64_t quads_of(int64_t n) {
+  return (n + 3) / 4;
+}
+// Slots one item can span: an item of q quads starting at the last quad of a slot of w / 4.
+inline int64_t ring_slots(int64_t n, int64_t width) {
+  const int64_t per_slot = width / 4;
+  return (per_slot - 1 + quads_of(n) + per_slot - 1) / per_slot;
+}
+// logits^T [n][W]; probabilities^T [ring_slots][n][W]; cosine key scales [n][W]; key norms [n, padded];
+// row scales [W].
+inline size_t workspace_floats_for(int64_t n, int64_t width) {
+  const int64_t n_pad = (n + width - 1) / width * width;
+  return static_cast<size_t>(n * width * (2 + ring_slots(n, width)) + n_pad + width + 16);
+}
+
+template <class T>
+struct Kernel {
+  using V = typename T::Vec;
+  using M = typename T::Mask;
+  static constexpr int W = T::kWidth;
+  static constexpr int kQuads = W / 4;            // quads per slot
+  static constexpr int kTileQuads = kQuads / 2;   // quads per half tile
+  static constexpr int kTileRows = 4 * kTileQuads;
+
+  struct Call {
+    int64_t n, d, nq, total_quads, ring;
+    int64_t ld_q, ld_k, ld_v, ld_out;
+    bool cosine;
+    const AttentionItem *items;
+    float *st;         // [n][W] logits^T of the slot
+    float *pt;         // [ring][n][W] probabilities^T of the last slots
+    float *key_scale;  // [n][W] cosine: 1 / ||k_j|| of each lane's item
+    float *key_norm;   // [n] cosine: 1 / ||k_j|| of one item
+    float *row_scale;  // [W] scale, or scale / ||q_i|| for cosine attention
+  };
+
+  // 4 rows of one item.
+  struct Quad {
+    int64_t item;
+    int64_t row0;  // first row
+    int rows;      // rows below n, 1..4
+  };
+
+  // Rows of transposed terms that one or more consecutive quads of an item put into lanes [lane0, lane0 +
+  // rows): the address of element (j, lane) is base + (j * ld + lane) floats, base being the term row 0
+  // shifted back by lane0 floats. Held as an integer: it may point before the array (those lanes are
+  // masked and never read).
+  struct Segment {
+    uintptr_t base;
+    int64_t ld;
+    M lanes;
+    const float *row(int64_t j) const {
+      return reinterpret_cast<const float *>(base + static_cast<uintptr_t>(j * ld) * sizeof(float));
+    }
+  };
+
+  // max(||x||, 1e-12) over d floats (torch.nn.functional.normalize's eps): one fixed sequence per row.
+  static float norm_or_eps(const float *x, int64_t d) {
+    V acc = T::zero();
+    int64_t c = 0;
+    for (; c + W <= d; c += W) {
+      const V v = T::loadu(x + c);
+      acc = T::fmadd(v, v, acc);
+    }
+    if (c < d) {
+      const V v = T::maskz_loadu(T::lanes(0, d - c), x + c);
+      acc = T::fmadd(v, v, acc);
+    }
+    return std::fmax(std::sqrt(T::hsum(acc)), 1e-12f);
+  }
+
+  // acc[k][r] = q_r . key (j + k) of row r's item, k = 0, 1. Rows [0, 4) take the keys at ka, rows [4, 8)
+  // those at kb (the same when kShared). key_step: floats from key j to key j + 1 (0 when j + 1 == n: the
+  // second key repeats the first and is not used).
+  template <bool kShared>
+  static inline void dot_tile(const float *const (&q)[kTileRows], const float *ka, const float *kb,
+                              int64_t key_step, int64_t d, V (&acc)[2][kTileRows]) {
+#pragma GCC unroll 8
+    for (int r = 0; r < kTileRows; ++r) acc[0][r] = acc[1][r] = T::zero();
+    auto step = [&](int64_t c, auto load) {
+      const V a0 = load(ka + c), a1 = load(ka + key_step + c);
+      V b0 = a0, b1 = a1;
+      if constexpr (!kShared && kTileRows > 4) {
+        b0 = load(kb + c);
+        b1 = load(kb + key_step + c);
+      }
+#pragma GCC unroll 8
+      for (int r = 0; r < kTileRows; ++r) {
+        const V x = load(q[r] + c);
+        acc[0][r] = T::fmadd(x, r < 4 ? a0 : b0, acc[0][r]);
+        acc[1][r] = T::fmadd(x, r < 4 ? a1 : b1, acc[1][r]);
+      }
+    };
+    int64_t c = 0;
+    for (; c + W <= d; c += W) step(c, [](const float *p) { return T::loadu(p); });
+    if (c < d) {
+      const M tail = T::lanes(0, d - c);
+      step(c, [tail](const float *p) { return T::maskz_loadu(tail, p); });
+    }
+  }
+
+  // Half h of the slot (quads [h * kTileQuads, (h + 1) * kTileQuads)), keys j and j + 1: out[k] holds
+  // the half's dot products for key j + k, partly reduced (T::part), for T::join.
+  static inline void half_tile(const Call &c, const Quad *quads, int64_t j, V (&out)[2]) {
+    const AttentionItem &a = c.items[quads[0].item];
+    const AttentionItem &b = c.items[quads[kTileQuads - 1].item];
+    const float *q[kTileRows];
+#pragma GCC unroll 8
+    for (int t = 0; t < kTileQuads; ++t) {
+      const Quad &quad = quads[t];
+      const float *base = c.items[quad.item].q + quad.row0 * c.ld_q;
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) q[4 * t + i] = base + (i < quad.rows ? i : quad.rows - 1) * c.ld_q;
+    }
+    const int64_t key_step = j + 1 < c.n ? c.ld_k : 0;
+    V acc[2][kTileRows];
+    if (kTileRows == 4 || quads[0].item == quads[kTileQuads - 1].item) {
+      dot_tile<true>(q, a.k + j * c.ld_k, a.k + j * c.ld_k, key_step, c.d, acc);
+    } else {
+      dot_tile<false>(q, a.k + j * c.ld_k, b.k + j * c.ld_k, key_step, c.d, acc);
+    }
+    T::part(acc, out);
+  }
+
+  // Logits^T of slot s into c.st, probabilities^T into its ring entry.
+  static void slot(const Call &c, int64_t s) {
+    const int64_t n = c.n;
+    Quad quads[kQuads];
+    int used = 0;
+    for (int t = 0; t < kQuads; ++t) {
+      const int64_t g = s * kQuads + t;
+      if (g >= c.total_quads) break;
+      const int64_t row0 = 4 * (g % c.nq);
+      quads[t] = Quad{g / c.nq, row0, static_cast<int>(n - row0 < 4 ? n - row0 : 4)};
+      used = t + 1;
+    }
+    for (int t = used; t < kQuads; ++t) quads[t] = quads[used - 1];  // lanes computed, never used
+
+    // Per-lane scales and the terms' segments.
+    Segment bias[kQuads], mask[kQuads];
+    int bias_count = 0, mask_count = 0;
+    int64_t norm_item = -1;
+    for (int t = 0; t < kQuads; ++t) {
+      const Quad &quad = quads[t];
+      const AttentionItem &item = c.items[quad.item];
+      for (int i = 0; i < 4; ++i) {
+        const int64_t row = quad.row0 + (i < quad.rows ? i : quad.rows - 1);
+        c.row_scale[4 * t + i] =
+            t >= used ? 0.0f
+            : c.cosine ? item.scale / norm_or_eps(item.q + row * c.ld_q, c.d)
+                       : item.scale;
+      }
+      if (c.cosine) {
+        if (quad.item != norm_item) {
+          norm_item = quad.item;
+          for (int64_t j = 0; j < n; ++j) c.key_norm[j] = 1.0f / norm_or_eps(item.k + j * c.ld_k, c.d);
+        }
+        for (int64_t j = 0; j < n; ++j)
+          for (int i = 0; i < 4; ++i) c.key_scale[j * W + 4 * t + i] = c.key_norm[j];
+      }
+      if (t >= used) continue;
+      // A quad continues the previous segment when it is the same item's next quad.
+      const bool continues = t > 0 && quads[t - 1].item == quad.item;
+      auto add = [&](Segment *segments, int &count, const float *term, int64_t ld) {
+        if (term == nullptr) return;
+        if (continues) {
+          segments[count - 1].lanes = T::mask_or(segments[count - 1].lanes, T::lanes(4 * t, quad.rows));
+          return;
+        }
+        const uintptr_t row0 = reinterpret_cast<uintptr_t>(term + quad.row0);
+        segments[count++] = Segment{row0 - static_cast<uintptr_t>(4 * t) * sizeof(float), ld,
+                                    T::lanes(4 * t, quad.rows)};
+      };
+      add(bias, bias_count, item.terms.bias_t, item.terms.ld_bias_t);
+      add(mask, mask_count, item.terms.mask_t, item.terms.ld_mask_t);
+    }
+    const V row_scale = T::load(c.row_scale);
+
+    // 1. logits^T, two keys at a time, and their maxima.
+    const bool second_half = used > kTileQuads;
+    V row_max = T::set1(-std::numeric_limits<float>::infinity());
+    for (int64_t j = 0; j < n; j += 2) {
+      V lo[2], hi[2];
+      half_tile(c, quads, j, lo);
+      if (second_half) {
+        half_tile(c, quads + kTileQuads, j, hi);
+      } else {
+        hi[0] = hi[1] = T::zero();
+      }
+#pragma GCC unroll 2
+      for (int k = 0; k < 2; ++k) {
+        const int64_t key = j + k;
+        if (key >= n) break;
+        V x = T::join(lo[k], hi[k]);
+        if (c.cosine) x = T::mul(x, T::load(c.key_scale + key * W));
+        V terms = T::zero();
+        for (int g = 0; g < bias_count; ++g)
+          terms = T::add(terms, T::maskz_loadu(bias[g].lanes, bias[g].row(key)));
+        for (int g = 0; g < mask_count; ++g)
+          terms = T::add(terms, T::maskz_loadu(mask[g].lanes, mask[g].row(key)));
+        x = T::fmadd(x, row_scale, terms);
+        T::store(c.st + key * W, x);
+        row_max = T::max(row_max, x);
+      }
+    }
+
+    // 2. softmax along the keys. A row whose logits are all -inf takes maximum 0: its weights are
+    // exp(-inf) = 0, its sum 0 and its output 0.
+    const V m = T::neg_inf_to_zero(row_max);
+    float *pt = c.pt + (s % c.ring) * n * W;
+    V sum = T::zero();
+    for (int64_t j = 0; j < n; ++j) {
+      const V p = T::exp_neg(T::sub(T::load(c.st + j * W), m));
+      T::store(pt + j * W, p);
+      sum = T::add(sum, p);
+    }
+    const V inv = T::recip_or_zero(sum);
+    for (int64_t j = 0; j < n; ++j) T::store(pt + j * W, T::mul(T::load(pt + j * W), inv));
+  }
+
+  // out rows [0, R) x channel vectors [c0, c0 + NV) of an item: sum_j P^T[j][row] v_j. p[r]: row r's
+  // lane of P^T for key 0 (key j is j * W floats further).
+  template <int R, int NV>
+  static inline void pv_tile(const float *const *p, const float *v, int64_t ld_v, int64_t n, int64_t c0,
+                             int64_t d, float *out, int64_t ld_out) {
+    V acc[R][NV];
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+      for (int u = 0; u < NV; ++u) acc[r][u] = T::zero();
+    const int64_t last = c0 + (NV - 1) * W;  // only the last vector may be partial
+    const bool partial = last + W > d;
+    const M tail = T::lanes(0, partial ? d - last : W);
+    for (int64_t j = 0; j < n; ++j) {
+      const float *vj = v + j * ld_v + c0;
+      V vv[NV];
+#pragma GCC unroll 4
+      for (int u = 0; u < NV; ++u)
+        vv[u] = u == NV - 1 && partial ? T::maskz_loadu(tail, vj + u * W) : T::loadu(vj + u * W);
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) {
+        const V w = T::broadcast(p[r] + j * W);
+#pragma GCC unroll 4
+        for (int u = 0; u < NV; ++u) acc[r][u] = T::fmadd(w, vv[u], acc[r][u]);
+      }
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      float *dst = out + r * ld_out + c0;
+#pragma GCC unroll 4
+      for (int u = 0; u < NV; ++u) {
+        if (u == NV - 1 && partial) {
+          T::mask_storeu(dst + u * W, tail, acc[r][u]);
+        } else {
+          T::storeu(dst + u * W, acc[r][u]);
+        }
+      }
+    }
+  }
+
+  // Rows [0, rows) with rows <= R, in one tile.
+  template <int R, int NV>
+  static inline void pv_rows(int rows, const float *const *p, const float *v, int64_t ld_v, int64_t n,
+                             int64_t c0, int64_t d, float *out, int64_t ld_out) {
+    if constexpr (R > 1) {
+      if (rows < R) return pv_rows<R - 1, NV>(rows, p, v, ld_v, n, c0, d, out, ld_out);
+    }
+    pv_tile<R, NV>(p, v, ld_v, n, c0, d, out, ld_out);
+  }
+
+  // All rows of channel vectors [c0, c0 + NV): row tiles of nearly equal height.
+  template <int NV>
+  static void pv_columns(const float *const *p, const float *v, int64_t ld_v, int64_t n, int64_t c0,
+                         int64_t d, float *out, int64_t ld_out) {
+    constexpr int kRows = T::pv_rows(NV);
+    const int64_t tiles = (n + kRows - 1) / kRows;
+    int64_t r0 = 0;
+    for (int64_t t = 0; t < tiles; ++t) {
+      const int rows = static_cast<int>((n - r0 + (tiles - t) - 1) / (tiles - t));
+      pv_rows<kRows, NV>(rows, p + r0, v, ld_v, n, c0, d, out + r0 * ld_out, ld_out);
+      r0 += rows;
+    }
+  }
+
+  // 3. out = P V for item b, whose probabilities are all in the ring.
+  static void output(const Call &c, int64_t b) {
+    const AttentionItem &item = c.items[b];
+    const int64_t n = c.n, d = c.d;
+    const float *p[kMaxN];
+    for (int64_t r = 0; r < n; ++r) {
+      const int64_t g = b * c.nq + r / 4;
+      p[r] = c.pt + ((g / kQuads) % c.ring) * n * W + (g % kQuads) * 4 + r % 4;
+    }
+    // Channel tiles of nearly equal width.
+    const int64_t vecs = (d + W - 1) / W;
+    const int64_t tiles = (vecs + T::kPvVecs - 1) / T::kPvVecs;
+    int64_t v0 = 0;
+    for (int64_t t = 0; t < tiles; ++t) {
+      const int64_t width = (vecs - v0 + (tiles - t) - 1) / (tiles - t);
+      const int64_t c0 = v0 * W;
+      switch (width) {
+        case 1:
+          pv_columns<1>(p, item.v, c.ld_v, n, c0, d, item.out, c.ld_out);
+          break;
+        case 2:
+          pv_columns<T::kPvVecs >= 2 ? 2 : 1>(p, item.v, c.ld_v, n, c0, d, item.out, c.ld_out);
+          break;
+        case 3:
+          pv_columns<T::kPvVecs >= 3 ? 3 : 1>(p, item.v, c.ld_v, n, c0, d, item.out, c.ld_out);
+          break;
+        default:
+          pv_columns<T::kPvVecs >= 4 ? 4 : 1>(p, item.v, c.ld_v, n, c0, d, item.out, c.ld_out);
+          break;
+      }
+      v0 += width;
+    }
+  }
+
+  static void run(const AttentionShape &shape, const AttentionItem *items, int64_t count, float *workspace) {
+    if (count <= 0) return;
+    const int64_t n = shape.n, nq = quads_of(n), ring = ring_slots(n, W);
+    Call c;
+    c.n = n;
+    c.d = shape.head_dim;
+    c.nq = nq;
+    c.total_quads = count * nq;
+    c.ring = ring;
+    c.ld_q = shape.ld_q;
+    c.ld_k = shape.ld_k;
+    c.ld_v = shape.ld_v;
+    c.ld_out = shape.ld_out;
+    c.cosine = shape.cosine;
+    c.items = items;
+    c.st = workspace;
+    c.pt = c.st + n * W;
+    c.key_scale = c.pt + ring * n * W;
+    c.row_scale = c.key_scale + n * W;
+    c.key_norm = c.row_scale + W;
+    const int64_t slots = (c.total_quads + kQuads - 1) / kQuads;
+    int64_t next = 0;  // the next item to output
+    for (int64_t s = 0; s < slots; ++s) {
+      slot(c, s);
+      while (next < count && (next + 1) * nq <= (s + 1) * kQuads) output(c, next++);
+    }
+  }
+};
+
+}  // namespace attention_short_impl
+}  // namespace winattn::detail
