@@ -1,10 +1,22 @@
 """Python (ctypes + numpy) binding of winattn, Swin-style windowed multi-head attention on the CPU.
 
-Every function takes numpy arrays (anything ``np.asarray`` accepts), converts them with
-``np.ascontiguousarray(x, dtype=np.float32)`` (``np.int64`` for index arrays) and returns freshly allocated
-``np.float32`` arrays (``np.int64`` for :func:`relative_position_index`). Shapes are checked in Python before
-the C library is called (``ValueError`` naming the argument); anything the C library rejects raises
-:class:`WinattnError` carrying the C status and the library's message.
+Every function takes numpy arrays (anything ``np.asarray`` accepts) and returns freshly allocated
+``np.float32`` arrays (``np.int64`` for :func:`relative_position_index`). Array arguments are converted as
+follows before the C library sees them:
+
+- float32 arguments accept real floating-point and integer dtypes (float16/32/64, int*, uint*); values are
+  rounded to float32 as ``x.astype(np.float32)`` does. Complex, boolean and non-numeric arrays raise
+  :class:`ArgumentTypeError` naming the argument (nothing is dropped or reinterpreted silently).
+- index arguments (int64) accept integer dtypes only (int*, uint*; uint64 entries above 2**63-1 raise
+  ``ValueError``); float index arrays are refused with :class:`ArgumentTypeError` rather than truncated.
+- an array that is not C-contiguous, not aligned to its element size (e.g. a float32 view at an odd byte
+  offset of a uint8 buffer), not in native byte order or not of the exact dtype is copied into a fresh
+  aligned, contiguous array; an array that already is one is passed without a copy.
+- scalar sizes (channels, window entries, ...) accept ints and whole-valued floats (7.0); fractions, NaN,
+  infinities, bools and complex numbers raise ``ValueError`` naming the argument.
+
+Shapes are checked in Python before the C library is called (``ValueError`` naming the argument); anything
+the C library rejects raises :class:`WinattnError` carrying the C status and the library's message.
 
 The shared library is looked up, in order, at the path in the environment variable ``WINATTN_LIBRARY``
 (when set, only there: a wrong path is an error, not a silent fallback), at ``build/libwinattn.so`` of the
@@ -25,8 +37,10 @@ Example::
         y = layer.forward(x)                                       # [1][56][56][96]
 """
 
+import contextlib
 import ctypes
 import ctypes.util
+import numbers
 import os
 import threading
 
@@ -34,7 +48,10 @@ import numpy as np
 
 __all__ = [
     "WinattnError",
+    "ArgumentTypeError",
     "Layer",
+    "MAX_THREADS",
+    "release_thread_memory",
     "version",
     "active_isa",
     "set_max_isa",
@@ -61,6 +78,9 @@ STATUS_INTERNAL_ERROR = 4
 DTYPE_F32 = 0
 DTYPE_BF16 = 1
 
+# WINATTN_MAX_THREADS of the header: the most threads any call uses; thread counts above it are refused.
+MAX_THREADS = 256
+
 _INT64_MAX = (1 << 63) - 1
 
 _c_float_p = ctypes.POINTER(ctypes.c_float)
@@ -85,6 +105,16 @@ class WinattnError(RuntimeError):
             status_name = _status_name(self.status)
         self.status_name = status_name
         super().__init__("winattn: %s (status %d): %s" % (self.status_name, self.status, self.message))
+
+
+class ArgumentTypeError(TypeError, ValueError):
+    """An argument has a type or dtype this binding refuses to convert: a complex, boolean or non-numeric
+    array, a float array where an index (int64) is expected, or a complex scalar. The message starts with the
+    argument's name.
+
+    It is a TypeError, and also a ValueError, so code that caught the ValueError earlier versions raised for
+    unconvertible arrays keeps working.
+    """
 
 
 class _WindowAttentionArgs(ctypes.Structure):
@@ -177,11 +207,44 @@ def _declare(lib):
         "winattn_layer_create": (status, [ctypes.POINTER(_LayerDesc), ctypes.POINTER(ctypes.c_void_p)]),
         "winattn_layer_forward": (status, [ctypes.c_void_p, cfp, i64, i64p, fp]),
         "winattn_layer_destroy": (None, [ctypes.c_void_p]),
+        "winattn_release_thread_memory": (None, []),
+        "winattn_layer_set_num_threads": (status, [ctypes.c_void_p, ctypes.c_int]),
+        "winattn_layer_get_num_threads": (status, [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int)]),
+        "winattn_layer_trim": (status, [ctypes.c_void_p]),
+        "winattn_layer_memory_bytes": (status, [ctypes.c_void_p, i64p]),
     }
     for name, (restype, argtypes) in sigs.items():
-        fn = getattr(lib, name)
+        try:
+            fn = getattr(lib, name)
+        except AttributeError:
+            if name in _OPTIONAL_FUNCTIONS:
+                continue  # an older library: _optional_fn reports it when the function is used
+            raise
         fn.restype = restype
         fn.argtypes = argtypes
+
+
+# Functions added in later versions of the header: a library without them still loads, and using one raises
+# WinattnError (unsupported) naming the function.
+_OPTIONAL_FUNCTIONS = frozenset(
+    [
+        "winattn_release_thread_memory",
+        "winattn_layer_set_num_threads",
+        "winattn_layer_get_num_threads",
+        "winattn_layer_trim",
+        "winattn_layer_memory_bytes",
+    ]
+)
+
+
+def _optional_fn(lib, name):
+    """lib's function name, or WinattnError (unsupported) when the loaded library does not export it."""
+    try:
+        return getattr(lib, name)
+    except AttributeError:
+        raise WinattnError(
+            STATUS_UNSUPPORTED, "%s: not exported by %s (a library older than this binding)" % (name, _lib_path)
+        ) from None
 
 
 def _lib():
@@ -242,20 +305,67 @@ def _check(status):
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _f32(x, name):
-    """x as a C-contiguous float32 array (ValueError naming the argument when it cannot be converted)."""
+def _array(x, name):
+    """x as a plain numpy array (ndarray subclasses become views of their data), without dtype conversion
+    (ValueError naming the argument when numpy cannot make one)."""
+    if type(x) is np.ndarray:
+        return x
     try:
-        return np.ascontiguousarray(x, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise ValueError("%s: cannot convert to a float32 array (%s)" % (name, exc)) from None
+        return np.asarray(x)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValueError("%s: cannot convert to an array (%s)" % (name, exc)) from None
+
+
+def _c_array(a, dtype):
+    """a itself when it already is a C-contiguous, aligned array of exactly dtype (native byte order), else
+    a fresh copy that is (numpy allocates new arrays aligned)."""
+    if a.dtype == dtype and a.flags.c_contiguous and a.flags.aligned:
+        return a
+    return np.array(a, dtype=dtype, order="C")
+
+
+def _f32(x, name):
+    """x as a C-contiguous, aligned float32 array.
+
+    Accepts real floating-point and integer dtypes; complex, boolean and non-numeric dtypes raise
+    ArgumentTypeError naming the argument.
+    """
+    a = _array(x, name)
+    kind = a.dtype.kind
+    if kind == "c":
+        raise ArgumentTypeError(
+            "%s: complex arrays are not accepted (dtype %s): the imaginary part would be dropped; pass x.real "
+            "if that is what you mean" % (name, a.dtype)
+        )
+    if kind == "b":
+        raise ArgumentTypeError("%s: boolean arrays are not accepted; convert to float32 explicitly" % name)
+    if kind not in "fiu":
+        raise ArgumentTypeError(
+            "%s: expected a real numeric array (float or integer dtype), got dtype %s" % (name, a.dtype)
+        )
+    return _c_array(a, np.float32)
 
 
 def _i64(x, name):
-    """x as a C-contiguous int64 array (ValueError naming the argument when it cannot be converted)."""
-    try:
-        return np.ascontiguousarray(x, dtype=np.int64)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise ValueError("%s: cannot convert to an int64 array (%s)" % (name, exc)) from None
+    """x as a C-contiguous, aligned int64 array.
+
+    Accepts integer dtypes only: float arrays raise ArgumentTypeError (they are not truncated), uint64
+    entries above 2**63 - 1 raise ValueError. An empty Python sequence (which numpy makes float64) is taken
+    as an empty int64 array.
+    """
+    a = _array(x, name)
+    kind = a.dtype.kind
+    if kind == "f" and a.size == 0 and not isinstance(x, np.ndarray):
+        a = a.astype(np.int64)
+        kind = "i"
+    if kind not in "iu":
+        raise ArgumentTypeError(
+            "%s: expected an integer array (an index), got dtype %s; float arrays are not truncated, "
+            "convert them with .astype(np.int64) after checking the values" % (name, a.dtype)
+        )
+    if kind == "u" and a.dtype.itemsize >= 8 and a.size and int(a.max()) > _INT64_MAX:
+        raise ValueError("%s: entry %d does not fit in int64" % (name, int(a.max())))
+    return _c_array(a, np.int64)
 
 
 def _opt_f32(x, name):
@@ -273,13 +383,27 @@ def _ip(a):
     return None if a is None else a.ctypes.data_as(_c_int64_p)
 
 
+def _is_complex(x):
+    """Whether x is a complex scalar or a complex numpy value."""
+    if isinstance(x, numbers.Complex) and not isinstance(x, numbers.Real):
+        return True
+    dtype = getattr(x, "dtype", None)
+    return isinstance(dtype, np.dtype) and dtype.kind == "c"
+
+
 def _int(x, name):
-    """x as a Python int (ValueError naming the argument otherwise; bools and floats with fractions refused)."""
-    if isinstance(x, bool):
+    """x as a Python int in int64 range.
+
+    Ints and whole-valued floats (7.0) are accepted; bools, fractions, NaN, infinities and non-numbers raise
+    ValueError naming the argument, complex numbers ArgumentTypeError.
+    """
+    if isinstance(x, (bool, np.bool_)):
         raise ValueError("%s: expected an integer, got %r" % (name, x))
+    if _is_complex(x):
+        raise ArgumentTypeError("%s: expected an integer, got the complex number %r" % (name, x))
     try:
         value = int(x)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError("%s: expected an integer, got %r" % (name, x)) from None
     if value != x:
         raise ValueError("%s: expected an integer, got %r" % (name, x))
@@ -293,9 +417,10 @@ def _ints(seq, name, lengths):
     if np.isscalar(seq):
         seq = (seq,)
     try:
-        values = tuple(_int(v, name) for v in seq)
+        items = list(seq)
     except TypeError:
         raise ValueError("%s: expected a sequence of integers, got %r" % (name, seq)) from None
+    values = tuple(_int(v, name) for v in items)
     if len(values) not in lengths:
         raise ValueError(
             "%s: expected %s integers, got %d (%r)" % (name, " or ".join(str(n) for n in lengths), len(values), seq)
@@ -360,17 +485,40 @@ def set_max_isa(name):
     _check(_lib().winattn_set_max_isa(name.encode("utf-8")))
 
 
+def _thread_count(n, name):
+    """n as an int in 0..MAX_THREADS: ValueError for a non-integer, WinattnError (invalid argument, as the C
+    library answers) for an integer outside the range, including one that does not fit in a C int."""
+    n = _int(n, name)
+    if not 0 <= n <= MAX_THREADS:
+        raise WinattnError(
+            STATUS_INVALID_ARGUMENT,
+            "%s must be in 0..%d (0 = the default, %d = WINATTN_MAX_THREADS), got %d"
+            % (name, MAX_THREADS, MAX_THREADS, n),
+        )
+    return n
+
+
 def set_num_threads(n):
-    """Sets the number of OpenMP threads the library uses (0 = OpenMP default). Negative: WinattnError."""
-    n = _int(n, "n")
-    if not -(1 << 31) <= n < (1 << 31):
-        raise ValueError("n: %d does not fit in a C int" % n)
+    """Sets the number of OpenMP threads the library uses, process-wide (0 = OpenMP's default).
+
+    n must be an integer in 0..MAX_THREADS; anything outside raises WinattnError (invalid argument) and leaves
+    the setting unchanged. A layer's own budget (Layer.num_threads) overrides this setting.
+    """
+    n = _thread_count(n, "num_threads")
     _check(_lib().winattn_set_num_threads(n))
 
 
 def get_num_threads():
     """The value last given to set_num_threads (0 = OpenMP default)."""
     return int(_lib().winattn_get_num_threads())
+
+
+def release_thread_memory():
+    """Frees the scratch memory the library keeps for the calling thread between calls (it is allocated again
+    by the next call that needs it). Useful in a long-running server after a burst of large requests on a
+    thread that will now idle. Never fails; WinattnError (unsupported) only with a library older than this
+    binding."""
+    _optional_fn(_lib(), "winattn_release_thread_memory")()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -553,9 +701,11 @@ def window_attention(q, k, v, scale, bias=None, mask=None):
         if am.ndim != 3 or am.shape[1:] != (n, n):
             raise ValueError("mask: expected shape [nW][%d][%d], got %s" % (n, n, tuple(am.shape)))
         mask_windows = am.shape[0]
+    if _is_complex(scale):
+        raise ArgumentTypeError("scale: expected a real number, got the complex number %r" % (scale,))
     try:
         scale = float(scale)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError("scale: expected a float, got %r" % (scale,)) from None
     out = np.empty(aq.shape, dtype=np.float32)
     _check(
@@ -686,8 +836,15 @@ class Layer:
     """A prepacked shifted-window attention layer (winattn_layer), for repeated forwards.
 
     The C library copies every array during construction, so the numpy arrays given here may be changed or
-    freed afterwards. forward may be called from several threads at once. close() (or leaving a ``with``
-    block, or garbage collection) frees the C layer exactly once.
+    freed afterwards. forward may be called from several threads at once (the C call runs without the GIL).
+    close() (or leaving a ``with`` block, or garbage collection) frees the C layer exactly once: it first
+    waits for the forwards (and other calls) running on the layer in other threads to finish, and every call
+    that starts after close() raises ``ValueError("layer: the layer is closed")``. Closing from one thread
+    while others run forwards is therefore safe.
+
+    For a long-running server: ``num_threads`` caps the threads one forward uses (give concurrent layers
+    budgets that add up to the cores), ``trim()`` frees the masks and projection plans the layer keeps for
+    later forwards, and ``memory_bytes`` reports what the layer holds.
 
     Args:
         channels: C. num_heads: heads (C % num_heads == 0).
@@ -699,6 +856,8 @@ class Layer:
         cpb_weight1, cpb_bias1, cpb_weight2: v2 continuous position bias MLP, torchvision's cpb_mlp[0].weight
             [hidden][2], cpb_mlp[0].bias [hidden], cpb_mlp[2].weight [num_heads][hidden]; all None for none.
         compute_dtype: "float32" (default) or "bfloat16" (the library may answer UNSUPPORTED).
+        num_threads: the layer's thread budget (see the num_threads property); None (default) leaves it at 0,
+            which follows set_num_threads.
     """
 
     def __init__(
@@ -718,10 +877,14 @@ class Layer:
         cpb_weight2=None,
         *,
         compute_dtype="float32",
+        num_threads=None,
     ):
         """Validates the shapes and creates the C layer (see the class docstring for the arguments)."""
         self._handle = None
-        self._lock = threading.Lock()
+        # Guards _handle and _users: calls on the layer are readers (many at once), close() the writer.
+        self._cond = threading.Condition(threading.Lock())
+        self._users = 0
+        threads = None if num_threads is None else _thread_count(num_threads, "num_threads")
         c = _int(channels, "channels")
         heads = _int(num_heads, "num_heads")
         win, sh = _window_shift(window, shift)
@@ -774,12 +937,35 @@ class Layer:
         self.window = win
         self.shift = sh
         self.is_v2 = ls is not None
+        if threads is not None:
+            try:
+                self.num_threads = threads
+            except BaseException:
+                self.close()
+                raise
+
+    @contextlib.contextmanager
+    def _borrow(self):
+        """Yields the live C handle, keeping close() from destroying it until the block ends (the reader side
+        of a readers-writer lock). ValueError when the layer is closed."""
+        with self._cond:
+            handle = self._handle
+            if handle is None:
+                raise ValueError("layer: the layer is closed")
+            self._users += 1
+        try:
+            yield handle
+        finally:
+            with self._cond:
+                self._users -= 1
+                if self._users == 0:
+                    self._cond.notify_all()
 
     def forward(self, input):
         """Runs the layer on input ([B][H][W][C], depth 1, or [B][D][H][W][C]); returns a new float32 array
-        of the same shape."""
-        handle = self._handle
-        if handle is None:
+        of the same shape. input is converted like every float32 argument (see the module docstring).
+        ValueError when the layer is closed."""
+        if self._handle is None:
             raise ValueError("layer: the layer is closed")
         x = _f32(input, "input")
         batch, grid, channels = _split_input(x)
@@ -787,16 +973,52 @@ class Layer:
             raise ValueError("input: expected %d channels (last axis), got %d" % (self.channels, channels))
         g = np.array(grid, dtype=np.int64)
         out = np.empty(x.shape, dtype=np.float32)
-        _check(self._lib.winattn_layer_forward(handle, _fp(x), batch, _ip(g), _fp(out)))
+        with self._borrow() as handle:
+            _check(self._lib.winattn_layer_forward(handle, _fp(x), batch, _ip(g), _fp(out)))
         return out
 
     __call__ = forward
 
+    @property
+    def num_threads(self):
+        """The layer's thread budget: the most threads one forward on it uses, whatever set_num_threads says;
+        0 (the default) follows set_num_threads. Settable to an int in 0..MAX_THREADS (WinattnError, invalid
+        argument, otherwise), also while forwards run; forwards that start afterwards use the new budget.
+        Results are bit-identical for every budget."""
+        n = ctypes.c_int(-1)
+        with self._borrow() as handle:
+            _check(_optional_fn(self._lib, "winattn_layer_get_num_threads")(handle, ctypes.byref(n)))
+        return int(n.value)
+
+    @num_threads.setter
+    def num_threads(self, n):
+        n = _thread_count(n, "num_threads")
+        with self._borrow() as handle:
+            _check(_optional_fn(self._lib, "winattn_layer_set_num_threads")(handle, n))
+
+    def trim(self):
+        """Frees what the layer keeps to speed up later forwards (shifted-window masks, projection plans for
+        unusual batch sizes); the next forward that needs them builds them again, with the same results. Safe
+        while forwards run in other threads."""
+        with self._borrow() as handle:
+            _check(_optional_fn(self._lib, "winattn_layer_trim")(handle))
+
+    @property
+    def memory_bytes(self):
+        """The heap memory (bytes) the layer holds now: weights, packed weights, bias, masks and plans."""
+        n = ctypes.c_int64(-1)
+        with self._borrow() as handle:
+            _check(_optional_fn(self._lib, "winattn_layer_memory_bytes")(handle, ctypes.byref(n)))
+        return int(n.value)
+
     def close(self):
-        """Frees the C layer (winattn_layer_destroy), once; later calls do nothing, later forwards raise."""
-        with self._lock:
+        """Frees the C layer (winattn_layer_destroy), once. Waits for the calls running on the layer in other
+        threads to finish; calls that start afterwards raise ValueError. Later close() calls do nothing."""
+        with self._cond:
             handle, self._handle = self._handle, None
-        if handle is not None:
+            if handle is None:
+                return
+            self._cond.wait_for(lambda: self._users == 0)
             self._lib.winattn_layer_destroy(handle)
 
     @property
