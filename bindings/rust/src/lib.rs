@@ -6,6 +6,13 @@
 //! (written as `[dim0][dim1]...` in the docs below). Window, grid and shift triples are
 //! `(depth, height, width)`; 2D feature maps use depth 1, window 1 and shift 0 on the first axis.
 //!
+//! No argument makes a function panic or abort the process: sizes are multiplied with checked arithmetic
+//! (an overflow is [`Status::InvalidArgument`]), every input's length is checked before an output is
+//! allocated, and outputs are allocated fallibly (an allocation that fails is [`Status::OutOfMemory`]).
+//! A [`Layer`] can be shared between threads for the life of a server; [`Layer::set_num_threads`],
+//! [`Layer::trim`], [`Layer::memory_bytes`] and [`release_thread_memory`] bound the threads and memory it
+//! uses.
+//!
 //! ```no_run
 //! let desc = winattn::LayerDesc {
 //!     channels: 4,
@@ -26,6 +33,7 @@
 
 pub mod sys;
 
+use std::alloc::{self, Layout};
 use std::ffi::{CStr, CString};
 use std::fmt;
 use std::os::raw::{c_char, c_int};
@@ -155,6 +163,47 @@ fn expect_len(name: &str, actual: usize, expected: usize, shape: &str) -> Result
     }
 }
 
+/// Element types whose all-zero bit pattern is a valid value, for [`zeroed_vec`].
+trait ZeroBits: Copy {}
+impl ZeroBits for f32 {}
+impl ZeroBits for i64 {}
+
+/// A zero-filled vector of `len` elements for the output `what`. Unlike `vec![0; len]`, which aborts the
+/// process when the memory cannot be had, this returns [`Status::OutOfMemory`] (and
+/// [`Status::InvalidArgument`] when the byte size overflows `isize`).
+fn zeroed_vec<T: ZeroBits>(what: &str, len: usize) -> Result<Vec<T>> {
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let layout = Layout::array::<T>(len).map_err(|_| {
+        invalid(format!(
+            "the size of {what} ({len} elements) overflows the address space"
+        ))
+    })?;
+    // SAFETY: the layout's size is non-zero (len > 0 and T is f32 or i64).
+    let p = unsafe { alloc::alloc_zeroed(layout) }.cast::<T>();
+    if p.is_null() {
+        return Err(Error {
+            status: Status::OutOfMemory,
+            message: format!("cannot allocate {} bytes for {what}", layout.size()),
+        });
+    }
+    // SAFETY: p comes from the global allocator with the layout of `len` elements of T, which is what a
+    // Vec of capacity len uses; every element is initialised (all-zero bits are a valid T).
+    Ok(unsafe { Vec::from_raw_parts(p, len, len) })
+}
+
+/// A thread count in 0..=MAX_THREADS as a C int, or an error naming the argument.
+fn thread_count(name: &str, n: usize) -> Result<c_int> {
+    if n > MAX_THREADS {
+        return Err(invalid(format!(
+            "{name} = {n} must be in 0..={MAX_THREADS} (WINATTN_MAX_THREADS)"
+        )));
+    }
+    // Cannot fail: MAX_THREADS fits in a C int.
+    c_int::try_from(n).map_err(|_| invalid(format!("{name} = {n} does not fit in an int")))
+}
+
 fn opt_ptr(s: Option<&[f32]>) -> *const f32 {
     s.map_or(ptr::null(), <[f32]>::as_ptr)
 }
@@ -195,16 +244,24 @@ pub fn set_max_isa(isa: &str) -> Result<()> {
     check(unsafe { sys::winattn_set_max_isa(c.as_ptr()) })
 }
 
-/// Sets the number of OpenMP threads the library uses (0 = OpenMP's default). Results are bit-identical
-/// for every thread count.
+/// The most threads any call uses (`WINATTN_MAX_THREADS`); larger thread counts are rejected.
+pub const MAX_THREADS: usize = sys::WINATTN_MAX_THREADS as usize;
+
+/// Sets the number of OpenMP threads the library uses, process-wide (0 = OpenMP's default). Results are
+/// bit-identical for every thread count. `num_threads` above [`MAX_THREADS`] is
+/// [`Status::InvalidArgument`] and leaves the setting unchanged. A layer's own budget
+/// ([`Layer::set_num_threads`]) overrides this setting.
 pub fn set_num_threads(num_threads: usize) -> Result<()> {
-    let n = c_int::try_from(num_threads).map_err(|_| {
-        invalid(format!(
-            "num_threads = {num_threads} does not fit in an int"
-        ))
-    })?;
+    let n = thread_count("num_threads", num_threads)?;
     // SAFETY: plain value.
     check(unsafe { sys::winattn_set_num_threads(n) })
+}
+
+/// Frees the scratch memory the library keeps for the calling thread between calls (it is allocated again
+/// by the next call that needs it); for a server thread that goes idle after large requests.
+pub fn release_thread_memory() {
+    // SAFETY: no arguments; never fails.
+    unsafe { sys::winattn_release_thread_memory() }
 }
 
 /// The value last set by [`set_num_threads`] (0 = OpenMP default).
@@ -253,7 +310,7 @@ pub fn relative_position_index(window: &[i64]) -> Result<Vec<i64>> {
             .checked_mul(w)
             .ok_or_else(|| invalid("the window size overflows".into()))?;
     }
-    let mut index = vec![0i64; product("index", &[n, n])?];
+    let mut index = zeroed_vec::<i64>("index", product("index", &[n, n])?)?;
     // SAFETY: window has window.len() entries; index has N*N.
     check(unsafe {
         sys::winattn_relative_position_index(
@@ -277,7 +334,7 @@ pub fn relative_position_bias(
 ) -> Result<Vec<f32>> {
     let table_rows = table_rows_of("table", table.len(), num_heads)?;
     expect_len("index", index.len(), product("index", &[n, n])?, "n*n")?;
-    let mut bias = vec![0f32; product("bias", &[num_heads, n, n])?];
+    let mut bias = zeroed_vec::<f32>("bias", product("bias", &[num_heads, n, n])?)?;
     // SAFETY: lengths checked above.
     check(unsafe {
         sys::winattn_relative_position_bias(
@@ -351,6 +408,12 @@ pub fn continuous_position_bias_table(
     num_heads: usize,
 ) -> Result<Vec<f32>> {
     let rows = relative_position_table_rows(&[window_h, window_w])?;
+    // The output's size depends on num_heads: with hidden = 0 no input bounds it, so check it here.
+    if hidden == 0 || num_heads == 0 {
+        return Err(invalid(format!(
+            "hidden = {hidden} and num_heads = {num_heads} must be >= 1"
+        )));
+    }
     expect_len("w1", w1.len(), product("w1", &[hidden, 2])?, "hidden*2")?;
     if let Some(b1) = b1 {
         expect_len("b1", b1.len(), hidden, "hidden")?;
@@ -361,7 +424,7 @@ pub fn continuous_position_bias_table(
         product("w2", &[num_heads, hidden])?,
         "num_heads*hidden",
     )?;
-    let mut table = vec![0f32; product("table", &[rows, num_heads])?];
+    let mut table = zeroed_vec::<f32>("table", product("table", &[rows, num_heads])?)?;
     // SAFETY: lengths checked above.
     check(unsafe {
         sys::winattn_continuous_position_bias_table(
@@ -385,7 +448,6 @@ pub fn continuous_position_bias_table(
 pub fn shifted_window_mask(grid: [i64; 3], window: [i64; 3], shift: [i64; 3]) -> Result<Vec<f32>> {
     let g = positive_dims("grid", &grid)?;
     let w = positive_dims("window", &window)?;
-    let mut windows = 1usize;
     for d in 0..3 {
         if g[d] % w[d] != 0 {
             return Err(invalid(format!(
@@ -393,10 +455,10 @@ pub fn shifted_window_mask(grid: [i64; 3], window: [i64; 3], shift: [i64; 3]) ->
                 g[d], w[d]
             )));
         }
-        windows *= g[d] / w[d];
     }
+    let windows = product("mask", &[g[0] / w[0], g[1] / w[1], g[2] / w[2]])?;
     let n = product("window", &w)?;
-    let mut mask = vec![0f32; product("mask", &[windows, n, n])?];
+    let mut mask = zeroed_vec::<f32>("mask", product("mask", &[windows, n, n])?)?;
     // SAFETY: three entries each; mask sized from them.
     check(unsafe {
         sys::winattn_shifted_window_mask(
@@ -440,13 +502,47 @@ pub fn window_attention(
     mask: Option<&[f32]>,
 ) -> Result<Vec<f32>> {
     let len = attention_len(shape)?;
-    let mut out = vec![0f32; len];
+    check_attention_inputs(shape, len, q, k, v, bias, mask)?;
+    let mut out = zeroed_vec::<f32>("out", len)?;
     window_attention_into(shape, q, k, v, scale, bias, mask, &mut out)?;
     Ok(out)
 }
 
 fn attention_len(s: AttentionShape) -> Result<usize> {
     product("q", &[s.num_windows, s.num_heads, s.n, s.head_dim])
+}
+
+/// Checks the lengths of q, k, v, bias and mask against the shape; returns mask_windows (0 without mask).
+fn check_attention_inputs(
+    shape: AttentionShape,
+    len: usize,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    bias: Option<&[f32]>,
+    mask: Option<&[f32]>,
+) -> Result<usize> {
+    let layout = "num_windows*num_heads*n*head_dim";
+    expect_len("q", q.len(), len, layout)?;
+    expect_len("k", k.len(), len, layout)?;
+    expect_len("v", v.len(), len, layout)?;
+    let nn = product("bias", &[shape.n, shape.n])?;
+    if let Some(bias) = bias {
+        expect_len(
+            "bias",
+            bias.len(),
+            product("bias", &[shape.num_heads, nn])?,
+            "num_heads*n*n",
+        )?;
+    }
+    match mask {
+        None => Ok(0),
+        Some(mask) if nn == 0 || mask.is_empty() || mask.len() % nn != 0 => Err(invalid(format!(
+            "mask has {} elements, expected a positive multiple of n*n = {nn} ([mask_windows][n][n])",
+            mask.len()
+        ))),
+        Some(mask) => Ok(mask.len() / nn),
+    }
 }
 
 /// [`window_attention`] writing into `out` (`[num_windows][num_heads][n][head_dim]`).
@@ -462,30 +558,8 @@ pub fn window_attention_into(
     out: &mut [f32],
 ) -> Result<()> {
     let len = attention_len(shape)?;
-    let layout = "num_windows*num_heads*n*head_dim";
-    expect_len("q", q.len(), len, layout)?;
-    expect_len("k", k.len(), len, layout)?;
-    expect_len("v", v.len(), len, layout)?;
-    expect_len("out", out.len(), len, layout)?;
-    let nn = product("bias", &[shape.n, shape.n])?;
-    if let Some(bias) = bias {
-        expect_len(
-            "bias",
-            bias.len(),
-            product("bias", &[shape.num_heads, nn])?,
-            "num_heads*n*n",
-        )?;
-    }
-    let mut mask_windows = 0usize;
-    if let Some(mask) = mask {
-        if nn == 0 || mask.is_empty() || mask.len() % nn != 0 {
-            return Err(invalid(format!(
-                "mask has {} elements, expected a positive multiple of n*n = {nn} ([mask_windows][n][n])",
-                mask.len()
-            )));
-        }
-        mask_windows = mask.len() / nn;
-    }
+    let mask_windows = check_attention_inputs(shape, len, q, k, v, bias, mask)?;
+    expect_len("out", out.len(), len, "num_windows*num_heads*n*head_dim")?;
     // SAFETY: lengths checked above; out is a distinct &mut, so it cannot alias q, k or v.
     check(unsafe {
         sys::winattn_window_attention(
@@ -587,7 +661,13 @@ fn feature_len(batch: usize, grid: &[i64; 3], channels: usize) -> Result<usize> 
 /// `[batch][depth][height][width][channels]`.
 pub fn shifted_window_attention(args: &WindowAttentionArgs<'_>, input: &[f32]) -> Result<Vec<f32>> {
     let len = feature_len(args.batch, &args.grid, args.channels)?;
-    let mut output = vec![0f32; len];
+    expect_len(
+        "input",
+        input.len(),
+        len,
+        "batch*depth*height*width*channels",
+    )?;
+    let mut output = zeroed_vec::<f32>("output", len)?;
     shifted_window_attention_into(args, input, &mut output)?;
     Ok(output)
 }
@@ -692,7 +772,8 @@ pub struct LayerDesc<'a> {
 }
 
 /// A prepacked shifted-window attention layer. The library copies everything it needs at creation.
-/// `forward` may run concurrently from many threads on one layer.
+/// `forward`, `set_num_threads`, `trim` and `memory_bytes` may run concurrently from many threads on one
+/// layer (`&Layer`); the layer is destroyed on drop, which the borrow checker keeps from racing with them.
 #[derive(Debug)]
 pub struct Layer {
     raw: *mut sys::winattn_layer,
@@ -702,7 +783,8 @@ pub struct Layer {
 // SAFETY: the C contract allows winattn_layer_forward on one layer from any number of threads at once; the
 // handle owns no thread-affine state, and destroy happens only in Drop (exclusive access).
 unsafe impl Send for Layer {}
-// SAFETY: see above; &Layer only permits forward.
+// SAFETY: see above; &Layer only permits calls the C contract allows concurrently on one layer (forward,
+// the thread budget, trim, the memory report).
 unsafe impl Sync for Layer {}
 
 impl Layer {
@@ -785,9 +867,57 @@ impl Layer {
     /// the same shape.
     pub fn forward(&self, input: &[f32], batch: usize, grid: [i64; 3]) -> Result<Vec<f32>> {
         let len = feature_len(batch, &grid, self.channels)?;
-        let mut output = vec![0f32; len];
+        expect_len(
+            "input",
+            input.len(),
+            len,
+            "batch*grid[0]*grid[1]*grid[2]*channels",
+        )?;
+        let mut output = zeroed_vec::<f32>("output", len)?;
         self.forward_into(input, batch, grid, &mut output)?;
         Ok(output)
+    }
+
+    /// Sets this layer's thread budget: the most threads one forward on it uses, whatever
+    /// [`set_num_threads`] says; 0 (the value at creation) follows the process setting. A server running
+    /// many requests at once gives the concurrent layers budgets that add up to its cores; with 1, a forward
+    /// runs on the calling thread alone. May be called while forwards run; forwards that start afterwards
+    /// use the new budget. Results are bit-identical for every budget. Above [`MAX_THREADS`]:
+    /// [`Status::InvalidArgument`], budget unchanged.
+    pub fn set_num_threads(&self, num_threads: usize) -> Result<()> {
+        let n = thread_count("num_threads", num_threads)?;
+        // SAFETY: the handle is live; the C contract allows this concurrently with forwards.
+        check(unsafe { sys::winattn_layer_set_num_threads(self.raw, n) })
+    }
+
+    /// This layer's thread budget (0 = the process setting).
+    pub fn num_threads(&self) -> Result<usize> {
+        let mut n: c_int = -1;
+        // SAFETY: the handle is live; n is a valid out pointer.
+        check(unsafe { sys::winattn_layer_get_num_threads(self.raw, &mut n) })?;
+        usize::try_from(n).map_err(|_| Error {
+            status: Status::InternalError,
+            message: format!("the library reported a negative thread budget ({n})"),
+        })
+    }
+
+    /// Frees what the layer keeps to speed up later forwards (shifted-window masks, projection plans for
+    /// unusual batch sizes); the next forward that needs them builds them again, with the same results.
+    /// Safe while forwards run on other threads.
+    pub fn trim(&self) -> Result<()> {
+        // SAFETY: the handle is live; the C contract allows this concurrently with forwards.
+        check(unsafe { sys::winattn_layer_trim(self.raw) })
+    }
+
+    /// The heap memory the layer holds now, in bytes: weights, packed weights, bias, masks and plans.
+    pub fn memory_bytes(&self) -> Result<usize> {
+        let mut bytes: i64 = -1;
+        // SAFETY: the handle is live; bytes is a valid out pointer.
+        check(unsafe { sys::winattn_layer_memory_bytes(self.raw, &mut bytes) })?;
+        usize::try_from(bytes).map_err(|_| Error {
+            status: Status::InternalError,
+            message: format!("the library reported a negative memory size ({bytes})"),
+        })
     }
 
     /// [`Layer::forward`] writing into `output` (same shape as `input`).

@@ -34,6 +34,11 @@ pub const WINATTN_VERSION_MINOR: c_int = 1;
 /// `WINATTN_VERSION_PATCH`.
 pub const WINATTN_VERSION_PATCH: c_int = 0;
 
+/// `WINATTN_MAX_THREADS`: the most threads any call uses; larger thread counts are rejected.
+pub const WINATTN_MAX_THREADS: c_int = 256;
+/// `WINATTN_THREAD_SCRATCH_KEEP_BYTES`: scratch a thread keeps between calls; more is freed after the call.
+pub const WINATTN_THREAD_SCRATCH_KEEP_BYTES: usize = 16 * 1024 * 1024;
+
 /// `winattn_window_attention_args`: the stateless layer's description.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -126,6 +131,8 @@ extern "C" {
     /// See winattn.h.
     pub fn winattn_get_num_threads() -> c_int;
     /// See winattn.h.
+    pub fn winattn_release_thread_memory();
+    /// See winattn.h.
     pub fn winattn_relative_position_index(
         ndim: c_int,
         window: *const i64,
@@ -203,6 +210,23 @@ extern "C" {
     ) -> winattn_status;
     /// See winattn.h.
     pub fn winattn_layer_destroy(layer: *mut winattn_layer);
+    /// See winattn.h.
+    pub fn winattn_layer_set_num_threads(
+        layer: *mut winattn_layer,
+        num_threads: c_int,
+    ) -> winattn_status;
+    /// See winattn.h.
+    pub fn winattn_layer_get_num_threads(
+        layer: *const winattn_layer,
+        num_threads: *mut c_int,
+    ) -> winattn_status;
+    /// See winattn.h.
+    pub fn winattn_layer_trim(layer: *mut winattn_layer) -> winattn_status;
+    /// See winattn.h.
+    pub fn winattn_layer_memory_bytes(
+        layer: *const winattn_layer,
+        bytes: *mut i64,
+    ) -> winattn_status;
 }
 
 #[cfg(test)]
