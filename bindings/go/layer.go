@@ -73,8 +73,9 @@ type LayerDesc struct {
 }
 
 // Layer is a prepacked shifted-window attention layer. The library copies everything it needs at
-// NewLayer. Forward may be called from any number of goroutines at once; Close waits for running
-// forwards, and a forgotten Close is done by a finalizer.
+// NewLayer. Forward, SetNumThreads, NumThreads, Trim and MemoryBytes may be called from any number of
+// goroutines at once; Close waits for the calls running on the layer, every call after it returns an
+// ErrInvalidArgument error saying the layer is closed, and a forgotten Close is done by a finalizer.
 type Layer struct {
 	mu       sync.RWMutex
 	handle   *C.winattn_layer
@@ -108,7 +109,11 @@ func NewLayer(desc *LayerDesc) (*Layer, error) {
 		return nil, invalid("cpb_hidden = %d must be >= 0", desc.CPBHidden)
 	}
 	if desc.CPBWeight1 != nil {
-		if err := expectLen("cpb_weight1", len(desc.CPBWeight1), 2*desc.CPBHidden, "cpb_hidden*2"); err != nil {
+		want, err := product("cpb_weight1", desc.CPBHidden, 2)
+		if err != nil {
+			return nil, err
+		}
+		if err := expectLen("cpb_weight1", len(desc.CPBWeight1), want, "cpb_hidden*2"); err != nil {
 			return nil, err
 		}
 	}
@@ -153,7 +158,13 @@ func (l *Layer) Forward(input []float32, batch int, grid [3]int64) ([]float32, e
 	if err != nil {
 		return nil, err
 	}
-	out := make([]float32, total)
+	if err := expectLen("input", len(input), total, "batch*grid[0]*grid[1]*grid[2]*channels"); err != nil {
+		return nil, err
+	}
+	out, err := newFloats("output", total)
+	if err != nil {
+		return nil, err
+	}
 	if err := l.ForwardInto(input, batch, grid, out); err != nil {
 		return nil, err
 	}
@@ -173,17 +184,57 @@ func (l *Layer) ForwardInto(input []float32, batch int, grid [3]int64, output []
 	if err := expectLen("output", len(output), total, shape); err != nil {
 		return err
 	}
+	g := []int64{grid[0], grid[1], grid[2]}
+	return l.use(func(h *C.winattn_layer) C.winattn_status {
+		return C.winattn_layer_forward(h, fptr(input), C.int64_t(batch), iptr(g), fptr(output))
+	})
+}
+
+// use runs f on the live handle under the read lock (so Close waits for it), or returns the closed error.
+func (l *Layer) use(f func(h *C.winattn_layer) C.winattn_status) error {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.handle == nil {
 		return invalid("the layer is closed")
 	}
-	g := []int64{grid[0], grid[1], grid[2]}
-	err = call(func() C.winattn_status {
-		return C.winattn_layer_forward(l.handle, fptr(input), C.int64_t(batch), iptr(g), fptr(output))
-	})
+	err := call(func() C.winattn_status { return f(l.handle) })
 	runtime.KeepAlive(l)
 	return err
+}
+
+// SetNumThreads sets the layer's thread budget: the most threads one forward on it uses, whatever the
+// process-wide SetNumThreads says; 0 (the value at NewLayer) follows the process setting. A server that
+// runs many requests at once gives the concurrent layers budgets that add up to its cores; with 1, a
+// forward runs on the calling thread alone. May be called while forwards run; forwards that start
+// afterwards use the new budget. Results are bit-identical for every budget. n outside [0, MaxThreads] is
+// ErrInvalidArgument and leaves the budget unchanged.
+func (l *Layer) SetNumThreads(n int) error {
+	cn, err := threadCount(n)
+	if err != nil {
+		return err
+	}
+	return l.use(func(h *C.winattn_layer) C.winattn_status { return C.winattn_layer_set_num_threads(h, cn) })
+}
+
+// NumThreads returns the layer's thread budget (0 = the process setting).
+func (l *Layer) NumThreads() (int, error) {
+	var n C.int
+	err := l.use(func(h *C.winattn_layer) C.winattn_status { return C.winattn_layer_get_num_threads(h, &n) })
+	return int(n), err
+}
+
+// Trim frees what the layer keeps to speed up later forwards (shifted-window masks, projection plans for
+// unusual batch sizes); the next forward that needs them builds them again, with the same results. Safe
+// while forwards run in other goroutines.
+func (l *Layer) Trim() error {
+	return l.use(func(h *C.winattn_layer) C.winattn_status { return C.winattn_layer_trim(h) })
+}
+
+// MemoryBytes returns the heap memory the layer holds now: weights, packed weights, bias, masks and plans.
+func (l *Layer) MemoryBytes() (int64, error) {
+	var n C.int64_t
+	err := l.use(func(h *C.winattn_layer) C.winattn_status { return C.winattn_layer_memory_bytes(h, &n) })
+	return int64(n), err
 }
 
 // Close frees the layer. It waits for forwards in flight; calling it again does nothing.

@@ -8,6 +8,12 @@
 // Arrays are dense, row-major []float32 in the layouts of winattn.h, written [dim0][dim1]... in the
 // docs. Every function checks slice lengths before calling the library. Failures are *Error values that
 // match the sentinels ErrInvalidArgument, ErrUnsupported, ErrOutOfMemory and ErrInternal with errors.Is.
+//
+// No argument makes a function panic or crash the process: sizes are multiplied with overflow checks, every
+// input slice's length is checked before an output is allocated, and an output larger than the machine's
+// physical memory is refused with ErrOutOfMemory (Go cannot recover from a failed allocation, so it is not
+// attempted). A Layer may be shared by all the goroutines of a server; Layer.SetNumThreads, Layer.Trim,
+// Layer.MemoryBytes and ReleaseThreadMemory bound the threads and memory it uses.
 // Grid, window and shift triples are (depth, height, width); 2D feature maps use depth 1, window 1 and
 // shift 0 on the first axis.
 package winattn
@@ -15,7 +21,16 @@ package winattn
 /*
 #cgo pkg-config: winattn
 #include <stdlib.h>
+#include <unistd.h>
 #include <winattn/winattn.h>
+
+// The machine's physical memory in bytes, or -1 when the system does not say.
+static int64_t go_winattn_physical_memory(void) {
+  long pages = sysconf(_SC_PHYS_PAGES);
+  long page_size = sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page_size <= 0 || pages > INT64_MAX / page_size) return -1;
+  return (int64_t)pages * page_size;
+}
 
 // The argument structs hold pointers, so Go cannot build them in its own memory for C. These helpers get
 // every pointer as a plain call argument (legal under the cgo pointer rules) and build the struct on the
@@ -145,12 +160,46 @@ func product(what string, sizes ...int) (int, error) {
 		if s < 0 {
 			return 0, invalid("a size of %s is negative (%d)", what, s)
 		}
-		if s != 0 && p > math.MaxInt64/s {
+		if s != 0 && p > math.MaxInt/s {
 			return 0, invalid("the size of %s overflows", what)
 		}
 		p *= s
 	}
 	return p, nil
+}
+
+var physicalMemory = int64(C.go_winattn_physical_memory())
+
+// checkAlloc refuses an output of n elements of elemSize bytes that is larger than the machine's physical
+// memory: Go ends the process when an allocation fails ("fatal error: runtime: out of memory"), so such a
+// request must not reach make.
+func checkAlloc(what string, n, elemSize int) error {
+	bytes, err := product(what, n, elemSize)
+	if err != nil {
+		return err
+	}
+	if physicalMemory > 0 && int64(bytes) > physicalMemory {
+		return &Error{Status: StatusOutOfMemory, Message: fmt.Sprintf(
+			"%s needs %d bytes, more than the machine's %d bytes of memory", what, bytes, physicalMemory)}
+	}
+	return nil
+}
+
+// newFloats is make([]float32, n) for the output what, after checkAlloc.
+func newFloats(what string, n int) ([]float32, error) {
+	if err := checkAlloc(what, n, 4); err != nil {
+		return nil, err
+	}
+	return make([]float32, n), nil
+}
+
+// threadCount checks a thread count against 0..MaxThreads before it is converted to a C int (a larger Go
+// int would be truncated: -4294967291 would become 5).
+func threadCount(n int) (C.int, error) {
+	if n < 0 || n > MaxThreads {
+		return 0, invalid("num_threads = %d must be in [0, %d] (WINATTN_MAX_THREADS)", n, MaxThreads)
+	}
+	return C.int(n), nil
 }
 
 func expectLen(name string, actual, expected int, shape string) error {
@@ -185,14 +234,24 @@ func SetMaxISA(isa string) error {
 	return call(func() C.winattn_status { return C.winattn_set_max_isa(cs) })
 }
 
-// SetNumThreads sets the number of OpenMP threads the library uses (0 = OpenMP's default). Results are
-// bit-identical for every thread count.
+// MaxThreads is WINATTN_MAX_THREADS: the most threads any call uses. Larger thread counts are rejected.
+const MaxThreads = int(C.WINATTN_MAX_THREADS)
+
+// SetNumThreads sets the number of OpenMP threads the library uses, process-wide (0 = OpenMP's default).
+// Results are bit-identical for every thread count. n outside [0, MaxThreads] is ErrInvalidArgument and
+// leaves the setting unchanged. A layer's own budget (Layer.SetNumThreads) overrides this setting.
 func SetNumThreads(n int) error {
-	if n > math.MaxInt32 {
-		return invalid("num_threads = %d does not fit in an int", n)
+	cn, err := threadCount(n)
+	if err != nil {
+		return err
 	}
-	return call(func() C.winattn_status { return C.winattn_set_num_threads(C.int(n)) })
+	return call(func() C.winattn_status { return C.winattn_set_num_threads(cn) })
 }
+
+// ReleaseThreadMemory frees the scratch memory the library keeps for the calling OS thread between calls
+// (it is allocated again by the next call that needs it). Goroutines move between OS threads, so call it
+// from a goroutine locked to its thread (runtime.LockOSThread) that is about to idle after large requests.
+func ReleaseThreadMemory() { C.winattn_release_thread_memory() }
 
 // NumThreads returns the value last set by SetNumThreads.
 func NumThreads() int { return int(C.winattn_get_num_threads()) }
@@ -228,6 +287,9 @@ func RelativePositionIndex(window []int64) ([]int64, error) {
 	}
 	nn, err := product("index", n, n)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkAlloc("index", nn, 8); err != nil {
 		return nil, err
 	}
 	index := make([]int64, nn)
@@ -270,7 +332,10 @@ func RelativePositionBias(table []float32, numHeads int, index []int64, n int) (
 	if err != nil {
 		return nil, err
 	}
-	bias := make([]float32, total)
+	bias, err := newFloats("bias", total)
+	if err != nil {
+		return nil, err
+	}
 	err = call(func() C.winattn_status {
 		return C.winattn_relative_position_bias(fptr(table), C.int64_t(rows), C.int64_t(numHeads), iptr(index),
 			C.int64_t(n), fptr(bias))
@@ -317,6 +382,10 @@ func ContinuousPositionBiasTable(windowH, windowW int64, w1, b1, w2 []float32, h
 	if err != nil {
 		return nil, err
 	}
+	// The table's size depends on numHeads: with hidden = 0 no input bounds it, so check it here.
+	if hidden < 1 || numHeads < 1 {
+		return nil, invalid("hidden = %d and num_heads = %d must be >= 1", hidden, numHeads)
+	}
 	n1, err := product("w1", hidden, 2)
 	if err != nil {
 		return nil, err
@@ -340,7 +409,10 @@ func ContinuousPositionBiasTable(windowH, windowW int64, w1, b1, w2 []float32, h
 	if err != nil {
 		return nil, err
 	}
-	table := make([]float32, total)
+	table, err := newFloats("table", total)
+	if err != nil {
+		return nil, err
+	}
 	err = call(func() C.winattn_status {
 		return C.winattn_continuous_position_bias_table(C.int64_t(windowH), C.int64_t(windowW), fptr(w1), fptr(b1),
 			fptr(w2), C.int64_t(hidden), C.int64_t(numHeads), fptr(table))
@@ -362,19 +434,27 @@ func ShiftedWindowMask(grid, window, shift [3]int64) ([]float32, error) {
 	if err != nil {
 		return nil, err
 	}
-	windows := 1
 	for d := 0; d < 3; d++ {
 		if g[d]%w[d] != 0 {
 			return nil, invalid("grid[%d] = %d is not a multiple of window[%d] = %d", d, g[d], d, w[d])
 		}
-		windows *= g[d] / w[d]
 	}
-	n := w[0] * w[1] * w[2]
+	windows, err := product("mask", g[0]/w[0], g[1]/w[1], g[2]/w[2])
+	if err != nil {
+		return nil, err
+	}
+	n, err := product("window", w...)
+	if err != nil {
+		return nil, err
+	}
 	total, err := product("mask", windows, n, n)
 	if err != nil {
 		return nil, err
 	}
-	mask := make([]float32, total)
+	mask, err := newFloats("mask", total)
+	if err != nil {
+		return nil, err
+	}
 	dims := [9]int64{grid[0], grid[1], grid[2], window[0], window[1], window[2], shift[0], shift[1], shift[2]}
 	err = call(func() C.winattn_status {
 		return C.winattn_shifted_window_mask(iptr(dims[0:3]), iptr(dims[3:6]), iptr(dims[6:9]), fptr(mask))
@@ -395,49 +475,67 @@ type AttentionShape struct {
 // bias is [NumHeads][N][N] or nil; mask is [mask_windows][N][N] or nil (mask_windows from its length,
 // Swin's [nW][N][N] mask with windows numbered image-major).
 func WindowAttention(s AttentionShape, q, k, v []float32, scale float32, bias, mask []float32) ([]float32, error) {
-	total, err := product("q", s.NumWindows, s.NumHeads, s.N, s.HeadDim)
+	total, _, err := checkAttentionInputs(s, q, k, v, bias, mask)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]float32, total)
+	out, err := newFloats("out", total)
+	if err != nil {
+		return nil, err
+	}
 	if err := WindowAttentionInto(s, q, k, v, scale, bias, mask, out); err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-// WindowAttentionInto is WindowAttention writing into out, which must not overlap q, k or v.
-func WindowAttentionInto(s AttentionShape, q, k, v []float32, scale float32, bias, mask, out []float32) error {
-	total, err := product("q", s.NumWindows, s.NumHeads, s.N, s.HeadDim)
+// checkAttentionInputs checks the lengths of q, k, v, bias and mask against s; it returns the length of
+// q (and of the output) and the number of mask windows (0 without a mask).
+func checkAttentionInputs(s AttentionShape, q, k, v, bias, mask []float32) (total, maskWindows int, err error) {
+	total, err = product("q", s.NumWindows, s.NumHeads, s.N, s.HeadDim)
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
 	const layout = "num_windows*num_heads*n*head_dim"
 	for _, a := range []struct {
 		name string
 		s    []float32
-	}{{"q", q}, {"k", k}, {"v", v}, {"out", out}} {
+	}{{"q", q}, {"k", k}, {"v", v}} {
 		if err := expectLen(a.name, len(a.s), total, layout); err != nil {
-			return err
+			return 0, 0, err
 		}
 	}
-	nn := s.N * s.N
+	nn, err := product("mask", s.N, s.N)
+	if err != nil {
+		return 0, 0, err
+	}
 	if bias != nil {
-		nb, err := product("bias", s.NumHeads, s.N, s.N)
+		nb, err := product("bias", s.NumHeads, nn)
 		if err != nil {
-			return err
+			return 0, 0, err
 		}
 		if err := expectLen("bias", len(bias), nb, "num_heads*n*n"); err != nil {
-			return err
+			return 0, 0, err
 		}
 	}
-	maskWindows := 0
 	if mask != nil {
 		if nn == 0 || len(mask) == 0 || len(mask)%nn != 0 {
-			return invalid("mask has %d elements, expected a positive multiple of n*n = %d ([mask_windows][n][n])",
-				len(mask), nn)
+			return 0, 0, invalid(
+				"mask has %d elements, expected a positive multiple of n*n = %d ([mask_windows][n][n])", len(mask), nn)
 		}
 		maskWindows = len(mask) / nn
+	}
+	return total, maskWindows, nil
+}
+
+// WindowAttentionInto is WindowAttention writing into out, which must not overlap q, k or v.
+func WindowAttentionInto(s AttentionShape, q, k, v []float32, scale float32, bias, mask, out []float32) error {
+	total, maskWindows, err := checkAttentionInputs(s, q, k, v, bias, mask)
+	if err != nil {
+		return err
+	}
+	if err := expectLen("out", len(out), total, "num_windows*num_heads*n*head_dim"); err != nil {
+		return err
 	}
 	return call(func() C.winattn_status {
 		return C.winattn_window_attention(C.int64_t(s.NumWindows), C.int64_t(s.NumHeads), C.int64_t(s.N),
@@ -478,6 +576,8 @@ func checkWeights(channels, numHeads int, window [3]int64, qkvW, qkvB, projW, pr
 	if err != nil {
 		return 0, err
 	}
+	// Cannot overflow once 3*channels*channels did not.
+	nb, np := 3*channels, channels*channels
 	checks := []struct {
 		name     string
 		s        []float32
@@ -486,8 +586,8 @@ func checkWeights(channels, numHeads int, window [3]int64, qkvW, qkvB, projW, pr
 		optional bool
 	}{
 		{"qkv_weight", qkvW, nq, "3*channels*channels", false},
-		{"qkv_bias", qkvB, 3 * channels, "3*channels", true},
-		{"proj_weight", projW, channels * channels, "channels*channels", false},
+		{"qkv_bias", qkvB, nb, "3*channels", true},
+		{"proj_weight", projW, np, "channels*channels", false},
 		{"proj_bias", projB, channels, "channels", true},
 		{"logit_scale", logitScale, numHeads, "num_heads", true},
 	}
@@ -513,11 +613,20 @@ func featureLen(batch int, grid [3]int64, channels int) (int, error) {
 // ShiftedWindowAttention runs a shifted-window attention layer without prepacking. input and the result
 // are [Batch][Grid[0]][Grid[1]][Grid[2]][Channels].
 func ShiftedWindowAttention(a *WindowAttentionArgs, input []float32) ([]float32, error) {
+	if a == nil {
+		return nil, invalid("args is nil")
+	}
 	total, err := featureLen(a.Batch, a.Grid, a.Channels)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]float32, total)
+	if err := expectLen("input", len(input), total, "batch*depth*height*width*channels"); err != nil {
+		return nil, err
+	}
+	out, err := newFloats("output", total)
+	if err != nil {
+		return nil, err
+	}
 	if err := ShiftedWindowAttentionInto(a, input, out); err != nil {
 		return nil, err
 	}
