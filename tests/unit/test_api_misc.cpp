@@ -2,6 +2,8 @@
 #include "test_util.h"
 
 #include <cstdio>
+#include <algorithm>
+#include <cstdlib>
 #include <set>
 #include <string>
 #include <thread>
@@ -42,7 +44,7 @@ TEST_CASE("version is MAJOR.MINOR.PATCH and matches the header macros") {
 
 TEST_CASE("dispatch: active ISA is a known name, caps are honoured, bad names rejected") {
   wt::DispatchGuard guard;
-  const std::set<std::string> known = {"avx512_bf16", "avx512", "avx2", "scalar"};
+  const std::set<std::string> known = {"amx_bf16", "avx512_bf16", "avx512", "avx2", "scalar"};
   REQUIRE(winattn_set_max_isa("native") == WINATTN_STATUS_OK);
   const std::string native = winattn_active_isa();
   CHECK(known.count(native) == 1);
@@ -51,12 +53,12 @@ TEST_CASE("dispatch: active ISA is a known name, caps are honoured, bad names re
   CHECK(isas.front() == native);  // "native" picks the best the CPU has
   CHECK(isas.back() == "scalar");
   // Every name is accepted; a cap above what the CPU has selects the best it has (never above the cap).
-  const char *order[] = {"avx512_bf16", "avx512", "avx2", "scalar"};
-  for (int i = 0; i < 4; ++i) {
+  const char *order[] = {"amx_bf16", "avx512_bf16", "avx512", "avx2", "scalar"};
+  for (int i = 0; i < 5; ++i) {
     REQUIRE(winattn_set_max_isa(order[i]) == WINATTN_STATUS_OK);
     const std::string active = winattn_active_isa();
     int active_rank = -1;
-    for (int j = 0; j < 4; ++j)
+    for (int j = 0; j < 5; ++j)
       if (active == order[j]) active_rank = j;
     CAPTURE(order[i]);
     CHECK(active_rank >= i);
@@ -72,6 +74,29 @@ TEST_CASE("dispatch: active ISA is a known name, caps are honoured, bad names re
   CHECK(std::string(winattn_last_error_message()).size() > 0);
   REQUIRE(winattn_set_max_isa("native") == WINATTN_STATUS_OK);
   CHECK(std::string(winattn_active_isa()) == native);
+}
+
+// ctest runs this file again with WINATTN_MAX_ISA set (to avx2, and to an unknown name): the environment's
+// cap is hard, "native" does not lift it, and an unknown name is ignored (and reported on stderr).
+TEST_CASE("dispatch: WINATTN_MAX_ISA is a hard cap") {
+  wt::DispatchGuard guard;
+  const char *env = std::getenv("WINATTN_MAX_ISA");
+  if (env == nullptr) return;
+  const std::vector<std::string> order = {"amx_bf16", "avx512_bf16", "avx512", "avx2", "scalar"};
+  auto rank = [&](const std::string &name) {
+    return static_cast<int>(std::find(order.begin(), order.end(), name) - order.begin());
+  };
+  REQUIRE(winattn_set_max_isa("native") == WINATTN_STATUS_OK);
+  const std::string native = winattn_active_isa();
+  if (rank(env) < static_cast<int>(order.size())) {
+    CHECK(rank(native) >= rank(env));  // never above the environment's cap
+    for (const std::string &name : order) {
+      REQUIRE(winattn_set_max_isa(name.c_str()) == WINATTN_STATUS_OK);
+      CHECK(rank(winattn_active_isa()) >= rank(env));
+    }
+  } else {
+    CHECK(rank(native) < static_cast<int>(order.size()));  // unknown: ignored, the CPU's best is used
+  }
 }
 
 TEST_CASE("threads: set/get round trip, negatives rejected") {

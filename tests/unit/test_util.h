@@ -46,7 +46,7 @@ struct DispatchGuard {
 // The dispatch levels this CPU offers, best first: a name counts when capping at it makes
 // winattn_active_isa() report exactly it. "scalar" is always expected to be there.
 inline std::vector<std::string> available_isas() {
-  static const char *const kNames[] = {"avx512_bf16", "avx512", "avx2", "scalar"};
+  static const char *const kNames[] = {"amx_bf16", "avx512_bf16", "avx512", "avx2", "scalar"};
   std::vector<std::string> found;
   for (const char *name : kNames) {
     if (winattn_set_max_isa(name) != WINATTN_STATUS_OK) continue;
