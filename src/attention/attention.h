@@ -26,10 +26,8 @@ struct AttentionShape {
   };
   static constexpr int kPrefetchRanges = 4;
   Range prefetch[kPrefetchRanges];
-  // Prefetch into L1 (T0) rather than L2 (T1). AMD documents T1 as filling L2 only since Zen 4, and T1
-  // prefetches have been reported to be dropped at times there; on this Zen 5, T0 made Swin-T stage 1 at
-  // B = 8, which streams from DRAM, 1.15x faster and temporal T = 8 1.5x, at no cost to B = 1. On Intel,
-  // T1 is what was measured (1.4x at 16 threads).
+  // Prefetch into L1 (T0) rather than L2 (T1): AMD documents T1 as filling L2 only since Zen 4 (the
+  // measurements behind the choice are in the README's performance notes).
   bool prefetch_to_l1 = false;
 };
 

@@ -8,7 +8,7 @@
 //   4. out^T = V^T P^T (v_jc broadcast), scaled by 1/sum element-wise, and transposed in registers into the
 //      strided destination rows.
 // No horizontal reduction anywhere, and P V broadcasts once per kBlockVecs FMAs. Bias and mask come
-// transposed and padded ([n][ld_bias], see TransposedTerms). Lanes past n compute on zero queries and are
+// transposed and padded ([n][ld_bias_t], see AttentionTerms). Lanes past n compute on zero queries and are
 // never stored.
 #pragma once
 
