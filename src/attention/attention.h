@@ -109,8 +109,18 @@ inline int64_t transposed_terms_ld(int64_t n) {
 // dst[j][i] = src[i][j] for one [n][n] matrix; dst: [n][transposed_terms_ld(n)], zero past column n.
 // Vectorised for the active features (a transpose is exact: every ISA writes the same bits).
 void transpose_terms(const float *src, int64_t n, float *dst);
-void transpose_terms_avx2(const float *src, int64_t n, int64_t ld, float *dst);
-void transpose_terms_avx512(const float *src, int64_t n, int64_t ld, float *dst);
+
+// The transposers of terms for the query-major kernels, a family of their own.
+struct TransposeTermsInfo {
+  const char *name;  // "f32_transpose_terms_16x16_avx512": dtype, operation, in-register block, ISA
+  CpuFeatures required;
+  TransposeTermsFn run;
+};
+extern const TransposeTermsInfo f32_transpose_terms_16x16_avx512;
+extern const TransposeTermsInfo f32_transpose_terms_8x8_avx2;
+extern const TransposeTermsInfo f32_transpose_terms_scalar;
+// In dispatch order, the scalar one last; `count` receives the number of entries.
+const TransposeTermsInfo *const *f32_transpose_terms_kernels(size_t *count);
 
 // The batched kernel of winattn_window_attention (arguments validated): OpenMP over (window, head), with
 // at most `budget` threads (0 = the process setting). Throws OUT_OF_MEMORY before any output is written

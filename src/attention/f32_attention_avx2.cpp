@@ -170,8 +170,7 @@ const AttentionKernelInfo f32_attention_qmajor_24x4_avx2 = {
     attention_tr_impl::workspace_floats<Avx2>,
 };
 
-void transpose_terms_avx2(const float *src, int64_t n, int64_t ld, float *dst) {
-  attention_tr_impl::transpose_terms<Avx2>(src, n, ld, dst);
-}
+const TransposeTermsInfo f32_transpose_terms_8x8_avx2 = {"f32_transpose_terms_8x8_avx2", kFeatureAvx2,
+                                                  attention_tr_impl::transpose_terms<Avx2>};
 
 }  // namespace winattn::detail

@@ -168,8 +168,7 @@ const AttentionKernelInfo f32_attention_qmajor_64x6_avx512 = {
     attention_tr_impl::workspace_floats<Avx512>,
 };
 
-void transpose_terms_avx512(const float *src, int64_t n, int64_t ld, float *dst) {
-  attention_tr_impl::transpose_terms<Avx512>(src, n, ld, dst);
-}
+const TransposeTermsInfo f32_transpose_terms_16x16_avx512 = {"f32_transpose_terms_16x16_avx512", kFeatureAvx2 | kFeatureAvx512,
+                                                  attention_tr_impl::transpose_terms<Avx512>};
 
 }  // namespace winattn::detail

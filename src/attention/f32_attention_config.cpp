@@ -29,4 +29,38 @@ const AttentionKernelInfo &select_f32_attention_kernel(CpuFeatures features, int
   return f32_attention_rowmajor_1x1_scalar;
 }
 
+namespace {
+
+void transpose_scalar(const float *src, int64_t n, int64_t ld, float *dst) {
+  for (int64_t j = 0; j < n; ++j) {
+    for (int64_t i = 0; i < ld; ++i) dst[j * ld + i] = i < n ? src[i * n + j] : 0.0f;
+  }
+}
+
+}  // namespace
+
+const TransposeTermsInfo f32_transpose_terms_scalar = {"f32_transpose_terms_scalar", 0, transpose_scalar};
+
+const TransposeTermsInfo *const *f32_transpose_terms_kernels(size_t *count) {
+  static const TransposeTermsInfo *const kKernels[] = {
+      &f32_transpose_terms_16x16_avx512,
+      &f32_transpose_terms_8x8_avx2,
+      &f32_transpose_terms_scalar,
+  };
+  *count = sizeof kKernels / sizeof kKernels[0];
+  return kKernels;
+}
+
+void transpose_terms(const float *src, int64_t n, float *dst) {
+  size_t count = 0;
+  const TransposeTermsInfo *const *kernels = f32_transpose_terms_kernels(&count);
+  const CpuFeatures features = active_features();
+  for (size_t i = 0; i < count; ++i) {
+    if (has_features(features, kernels[i]->required)) {
+      kernels[i]->run(src, n, transposed_terms_ld(n), dst);
+      return;
+    }
+  }
+}
+
 }  // namespace winattn::detail

@@ -199,18 +199,15 @@ struct Kernel {
     for (; j0 + T::kColVecs * W <= ctx.vector_end; j0 += T::kColVecs * W) {
       logits_tile<R, T::kColVecs>(ctx, i0, j0, row_max);
     }
-    switch ((ctx.vector_end - j0 + W - 1) / W) {
-      case 0:
-        break;
-      case 1:
-        logits_tile<R, 1>(ctx, i0, j0, row_max);
-        break;
-      case 2:
-        logits_tile<R, T::kColVecs >= 3 ? 2 : 1>(ctx, i0, j0, row_max);
-        break;
-      default:
-        logits_tile<R, T::kColVecs >= 4 ? 3 : 1>(ctx, i0, j0, row_max);
-        break;
+    // The rest: fewer than kColVecs vectors (the cases an ISA's tile cannot leave are not instantiated).
+    static_assert(T::kColVecs >= 3 && T::kColVecs <= 4, "remainder cases below");
+    const int64_t rest = (ctx.vector_end - j0 + W - 1) / W;
+    if (rest == 1) {
+      logits_tile<R, 1>(ctx, i0, j0, row_max);
+    } else if (rest == 2) {
+      logits_tile<R, 2>(ctx, i0, j0, row_max);
+    } else if constexpr (T::kColVecs == 4) {
+      if (rest == 3) logits_tile<R, 3>(ctx, i0, j0, row_max);
     }
     if (ctx.vector_end < ctx.n) logits_dots<R>(ctx, i0, row_max);
     float inv_sum[R];
@@ -245,18 +242,14 @@ struct Kernel {
     int64_t c0 = 0;
     for (; c0 + T::kOutVecs * W <= d_pad; c0 += T::kOutVecs * W)
       output_tile<R, T::kOutVecs>(ctx, i0, c0, inv_sum);
-    switch ((d_pad - c0) / W) {
-      case 0:
-        break;
-      case 1:
-        output_tile<R, 1>(ctx, i0, c0, inv_sum);
-        break;
-      case 2:
-        output_tile<R, T::kOutVecs >= 3 ? 2 : 1>(ctx, i0, c0, inv_sum);
-        break;
-      default:
-        output_tile<R, T::kOutVecs >= 4 ? 3 : 1>(ctx, i0, c0, inv_sum);
-        break;
+    static_assert(T::kOutVecs >= 3 && T::kOutVecs <= 4, "remainder cases below");
+    const int64_t out_rest = (d_pad - c0) / W;
+    if (out_rest == 1) {
+      output_tile<R, 1>(ctx, i0, c0, inv_sum);
+    } else if (out_rest == 2) {
+      output_tile<R, 2>(ctx, i0, c0, inv_sum);
+    } else if constexpr (T::kOutVecs == 4) {
+      if (out_rest == 3) output_tile<R, 3>(ctx, i0, c0, inv_sum);
     }
   }
 

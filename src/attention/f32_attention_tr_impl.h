@@ -417,19 +417,16 @@ struct Kernel {
     int64_t i0 = 0;
     for (int64_t b = 0; b < blocks; ++b) {
       const int64_t width = (vecs - i0 / W + (blocks - b) - 1) / (blocks - b);
-      switch (width) {
-        case 1:
-          block<1>(ctx, i0);
-          break;
-        case 2:
-          block<kBlockVecs >= 2 ? 2 : 1>(ctx, i0);
-          break;
-        case 3:
-          block<kBlockVecs >= 3 ? 3 : 1>(ctx, i0);
-          break;
-        default:
-          block<kBlockVecs >= 4 ? 4 : 1>(ctx, i0);
-          break;
+      // width <= kBlockVecs: the widths an ISA's block cannot reach are not instantiated.
+      static_assert(kBlockVecs >= 3 && kBlockVecs <= 4, "width cases below");
+      if (width == 1) {
+        block<1>(ctx, i0);
+      } else if (width == 2) {
+        block<2>(ctx, i0);
+      } else if (width == 3) {
+        block<3>(ctx, i0);
+      } else if constexpr (kBlockVecs == 4) {
+        block<4>(ctx, i0);
       }
       i0 += width * W;
     }

@@ -13,20 +13,6 @@
 
 namespace winattn::detail {
 
-void transpose_terms(const float *src, int64_t n, float *dst) {
-  const int64_t ld = transposed_terms_ld(n);
-  const CpuFeatures features = active_features();
-  if (has_features(features, kFeatureAvx2 | kFeatureAvx512)) {
-    transpose_terms_avx512(src, n, ld, dst);
-  } else if (has_features(features, kFeatureAvx2)) {
-    transpose_terms_avx2(src, n, ld, dst);
-  } else {
-    for (int64_t j = 0; j < n; ++j) {
-      for (int64_t i = 0; i < ld; ++i) dst[j * ld + i] = i < n ? src[i * n + j] : 0.0f;
-    }
-  }
-}
-
 namespace {
 
 // Whether every element is +0 or -0: the bits without the sign ORed 64 floats at a time (SSE2, which every

@@ -147,6 +147,10 @@ double AttentionKernelTester::test(const AttentionKernelInfo &kernel) const {
   shape.head_dim = d;
   shape.ld_q = shape.ld_k = shape.ld_v = shape.ld_out = ld;
   shape.cosine = cosine_;
+  // Prefetch hints over the inputs (what the batched call asks for the next item), in both variants.
+  shape.prefetch[0] = {items[0].q.data(), n * ld};
+  shape.prefetch[1] = {items[0].v.data(), n * ld};
+  shape.prefetch_to_l1 = (seed_ & 1) != 0;
   std::vector<AttentionItem> calls(static_cast<size_t>(items_));
   for (int64_t it = 0; it < items_; ++it) {
     Item &item = items[it];

@@ -10,6 +10,7 @@
 
 #include "attention_kernel_tester.h"
 #include "cpu/dispatch.h"
+#include "position_bias/position_bias.h"
 
 namespace {
 
@@ -138,6 +139,56 @@ TEST_CASE("batched kernels: every batch size up to the entry's, results independ
       for (int64_t items = 1; items <= kernel->max_batch; items += items < 4 ? 1 : 3) {
         AttentionKernelTester().n(n).head_dim(64).items(items).bias(true).mask(n % 2 == 1).test(*kernel);
       }
+    }
+  }
+}
+
+TEST_CASE("every transposer of terms against a plain transpose, padding zeroed") {
+  size_t count = 0;
+  const winattn::detail::TransposeTermsInfo *const *all = winattn::detail::f32_transpose_terms_kernels(&count);
+  REQUIRE(count >= 1);
+  CHECK(all[count - 1]->required == 0);
+  for (size_t k = 0; k < count; ++k) {
+    const auto &kernel = *all[k];
+    if (!winattn::detail::has_features(winattn::detail::active_features(), kernel.required)) continue;
+    CAPTURE(kernel.name);
+    for (int64_t n : {1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 49, 64, 98, 144}) {
+      CAPTURE(n);
+      const int64_t ld = winattn::detail::transposed_terms_ld(n) + (n % 3 == 0 ? 16 : 0);
+      std::vector<float> src(static_cast<size_t>(n * n));
+      for (int64_t i = 0; i < n * n; ++i) src[i] = static_cast<float>(i) * 0.5f - 3.0f;
+      std::vector<float> dst(static_cast<size_t>(n * ld), -7.0f);
+      kernel.run(src.data(), n, ld, dst.data());
+      int bad = 0;
+      for (int64_t j = 0; j < n; ++j)
+        for (int64_t i = 0; i < ld; ++i)
+          if (dst[j * ld + i] != (i < n ? src[i * n + j] : 0.0f)) ++bad;
+      CHECK(bad == 0);
+    }
+  }
+}
+
+TEST_CASE("every gather kernel of the bias lookup against a plain gather, every tail length") {
+  size_t count = 0;
+  const winattn::detail::GatherKernelInfo *const *all = winattn::detail::f32_bias_gather_kernels(&count);
+  REQUIRE(count >= 1);
+  CHECK(all[count - 1]->required == 0);
+  std::vector<float> column(4096);
+  for (size_t i = 0; i < column.size(); ++i) column[i] = static_cast<float>(i) * 0.25f + 1.0f;
+  for (size_t k = 0; k < count; ++k) {
+    const auto &kernel = *all[k];
+    if (!winattn::detail::has_features(winattn::detail::active_features(), kernel.required)) continue;
+    CAPTURE(kernel.name);
+    for (int64_t n : {0, 1, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 49, 100, 2401}) {
+      CAPTURE(n);
+      std::vector<int32_t> index(static_cast<size_t>(n));
+      for (int64_t t = 0; t < n; ++t) index[t] = static_cast<int32_t>((t * 2654435761u) % 4096);
+      std::vector<float> out(static_cast<size_t>(n) + 16, -9.0f);
+      kernel.run(column.data(), index.data(), n, out.data());
+      int bad = 0;
+      for (int64_t t = 0; t < n; ++t) bad += out[t] != column[index[t]];
+      for (int64_t t = n; t < n + 16; ++t) bad += out[t] != -9.0f;  // nothing past the end
+      CHECK(bad == 0);
     }
   }
 }
