@@ -1,6 +1,8 @@
 // The whole shifted-window attention layer: winattn_layer_forward (prepacked weights, bias looked up at
 // create) and winattn_shifted_window_attention (stateless, torchvision-style arguments). FLOPs per forward:
 // 2*T*C*3C (qkv) + 2*T*C*C (proj) + 4*nW*nH*N^2*head_dim (attention core), T = tokens incl. padding.
+// The temporal cases are AIM's temporal attention (video adapters on ViT-B/16): [B][frames][14][14][768],
+// window (frames, 1, 1), no shift, a (2*frames-1) x heads bias table indexed by t_i - t_j + frames - 1.
 //
 //   bench_layer [--threads=1,2] [--isa=avx512,avx2,scalar] [Google Benchmark flags]
 #include "bench_common.h"
@@ -18,10 +20,25 @@ struct LayerCase {
   std::string name;
   int64_t batch, height, width, channels, heads, window, shift;
   bool v2;  // SwinV2: cosine attention with logit_scale and the continuous position bias MLP
+  // > 0: temporal attention over this many frames (grid (frames, height, width), window (frames, 1, 1),
+  // shift 0, 1D bias table); `window` and `shift` are then unused. 0: a 2D Swin layer.
+  int64_t frames = 0;
 
-  int64_t n() const { return window * window; }
-  int64_t padded(int64_t x) const { return (x + window - 1) / window * window; }
-  int64_t tokens() const { return batch * padded(height) * padded(width); }
+  bool temporal() const { return frames > 0; }
+  int64_t n() const { return temporal() ? frames : window * window; }
+  int64_t padded(int64_t x) const { return temporal() ? x : (x + window - 1) / window * window; }
+  int64_t depth() const { return temporal() ? frames : 1; }
+  int64_t tokens() const { return batch * depth() * padded(height) * padded(width); }
+  // Rows of the relative position bias table: (2*frames-1) or (2W-1)^2.
+  int64_t table_rows() const { return temporal() ? 2 * frames - 1 : (2 * window - 1) * (2 * window - 1); }
+  void window3(int64_t out[3]) const {
+    out[0] = temporal() ? frames : 1;
+    out[1] = out[2] = temporal() ? 1 : window;
+  }
+  void shift3(int64_t out[3]) const {
+    out[0] = 0;
+    out[1] = out[2] = temporal() ? 0 : shift;
+  }
   double flops() const {
     const double t = static_cast<double>(tokens()), c = static_cast<double>(channels);
     const double windows = t / static_cast<double>(n());
@@ -36,6 +53,9 @@ std::vector<LayerCase> cases() {
       {"swin_t_s1_B1", 1, 56, 56, 96, 3, 7, 3, false},   {"swin_t_s1_B8", 8, 56, 56, 96, 3, 7, 3, false},
       {"swin_t_s2_B1", 1, 28, 28, 192, 6, 7, 3, false},  {"swin_t_s3_B1", 1, 14, 14, 384, 12, 7, 3, false},
       {"swin_t_s3_B8", 8, 14, 14, 384, 12, 7, 3, false}, {"swinv2_t_s1_B1", 1, 64, 64, 96, 3, 8, 4, true},
+      // AIM temporal attention on ViT-B/16 (196 patches, C 768, 12 heads): 8 frames x 4 clips, 16 x 2.
+      {"aim_temporal_T8_B4", 4, 14, 14, 768, 12, 0, 0, false, 8},
+      {"aim_temporal_T16_B2", 2, 14, 14, 768, 12, 0, 0, false, 16},
   };
 }
 
@@ -59,7 +79,7 @@ LayerData *data_for(const LayerCase &c, benchmark::State &state) {
   auto d = std::make_unique<LayerData>();
   d->key = c.name;
   const int64_t C = c.channels, H = c.heads, N = c.n();
-  d->input.resize(static_cast<size_t>(c.batch * c.height * c.width * C));
+  d->input.resize(static_cast<size_t>(c.batch * c.depth() * c.height * c.width * C));
   d->output.assign(d->input.size(), 0.0f);
   wb::fill_uniform(d->input, 11, -1.0f, 1.0f);
   const float w = 1.0f / std::sqrt(static_cast<float>(C));
@@ -71,15 +91,13 @@ LayerData *data_for(const LayerCase &c, benchmark::State &state) {
   wb::fill_uniform(d->qkv_b, 13, -0.1f, 0.1f);
   wb::fill_uniform(d->proj_w, 14, -w, w);
   wb::fill_uniform(d->proj_b, 15, -0.1f, 0.1f);
-  const int64_t rows = (2 * c.window - 1) * (2 * c.window - 1);
+  const int64_t rows = c.table_rows();
 
   winattn_layer_desc desc{};
   desc.channels = C;
   desc.num_heads = H;
-  desc.window[0] = 1;
-  desc.window[1] = desc.window[2] = c.window;
-  desc.shift[0] = 0;
-  desc.shift[1] = desc.shift[2] = c.shift;
+  c.window3(desc.window);
+  c.shift3(desc.shift);
   desc.qkv_weight = d->qkv_w.data();
   desc.qkv_bias = d->qkv_b.data();
   desc.proj_weight = d->proj_w.data();
@@ -111,9 +129,11 @@ LayerData *data_for(const LayerCase &c, benchmark::State &state) {
   }
   // The looked-up bias for the stateless call (done once: torchvision's module does this per forward).
   std::vector<int64_t> index(static_cast<size_t>(N * N));
-  const int64_t win2[2] = {c.window, c.window};
+  const int64_t win2[2] = {c.window, c.window}, win1[1] = {c.frames};
   d->bias.resize(static_cast<size_t>(H * N * N));
-  if (!wb::check(state, winattn_relative_position_index(2, win2, index.data()),
+  if (!wb::check(state,
+                 c.temporal() ? winattn_relative_position_index(1, win1, index.data())
+                              : winattn_relative_position_index(2, win2, index.data()),
                  "winattn_relative_position_index") ||
       !wb::check(state,
                  winattn_relative_position_bias(d->table.data(), rows, H, index.data(), N, d->bias.data()),
@@ -128,7 +148,7 @@ void run_layer(benchmark::State &state, const LayerCase &c, const std::string &i
   if (!wb::configure(state, isa, threads)) return;
   LayerData *d = data_for(c, state);
   if (!d) return;
-  const int64_t grid[3] = {1, c.height, c.width};
+  const int64_t grid[3] = {c.depth(), c.height, c.width};
   // One untimed call first (first-use costs: workspace, oneDNN primitives, the thread pool, page faults).
   if (!wb::check(state, winattn_layer_forward(d->layer, d->input.data(), c.batch, grid, d->output.data()),
                  "winattn_layer_forward"))
@@ -150,15 +170,13 @@ void run_stateless(benchmark::State &state, const LayerCase &c, const std::strin
   if (!d) return;
   winattn_window_attention_args args{};
   args.batch = c.batch;
-  args.grid[0] = 1;
+  args.grid[0] = c.depth();
   args.grid[1] = c.height;
   args.grid[2] = c.width;
   args.channels = c.channels;
   args.num_heads = c.heads;
-  args.window[0] = 1;
-  args.window[1] = args.window[2] = c.window;
-  args.shift[0] = 0;
-  args.shift[1] = args.shift[2] = c.shift;
+  c.window3(args.window);
+  c.shift3(args.shift);
   args.qkv_weight = d->qkv_w.data();
   args.qkv_bias = d->qkv_b.data();
   args.proj_weight = d->proj_w.data();

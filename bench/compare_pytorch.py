@@ -5,6 +5,10 @@
     (q * scale @ k^T + bias + mask, softmax, @ v), vs winattn.window_attention.
 (b) The layer: torchvision's ShiftedWindowAttention module (eval, float32, no_grad) vs winattn.Layer.forward
     built from the module's state_dict; one SwinV2 (ShiftedWindowAttentionV2) shape too.
+(c) AIM's temporal attention (video adapter on ViT-B/16, 196 patches, C 768, 12 heads): PyTorch eager as AIM's
+    code computes it on the activation rearranged to [T][B*L][C] (qkv Linear, reshape, q k^T * scale + the
+    temporal bias table looked up at t_i - t_j + T - 1, softmax over the frames, @ v, proj) vs winattn.Layer
+    with window (T, 1, 1), no shift, fed the same [T][B*L][C] array viewed (no copy) as [1][T][B*L][1][C].
 
 Every pair is first checked to agree (max |winattn - torch| / max |torch|), then timed: warm-up, then
 interleaved samples (torch, winattn, torch, ...) so that drift on a shared machine hits both alike; the
@@ -207,6 +211,58 @@ def layer_case(torch, winattn, case, gen):
     return name, run_torch, run_winattn, layer_flops(batch, grid, channels, heads, window), layer
 
 
+# ---- (c) AIM temporal attention -------------------------------------------------------------------------------
+
+# name, frames T, clips B, spatial tokens L, channels, heads
+TEMPORAL_CASES = [
+    ("aim temporal T8 B4 L196 C768", 8, 4, 196, 768, 12),
+    ("aim temporal T16 B2 L196 C768", 16, 2, 196, 768, 12),
+]
+
+
+def temporal_flops(frames, clips, tokens, channels, heads):
+    t = frames * clips * tokens  # tokens of the activation
+    windows = clips * tokens  # one window of T frames per spatial token
+    return 2.0 * t * channels * 3 * channels + 2.0 * t * channels * channels + \
+        4.0 * windows * heads * frames * frames * (channels / heads)
+
+
+def temporal_case(torch, winattn, case, gen):
+    import torch.nn.functional as F
+    name, frames, clips, tokens, channels, heads = case
+    hd = channels // heads
+    scale = hd ** -0.5
+    bound = channels ** -0.5
+    qkv_w = (torch.rand(3 * channels, channels, generator=gen) * 2 - 1) * bound
+    qkv_b = (torch.rand(3 * channels, generator=gen) * 2 - 1) * 0.1
+    proj_w = (torch.rand(channels, channels, generator=gen) * 2 - 1) * bound
+    proj_b = (torch.rand(channels, generator=gen) * 2 - 1) * 0.1
+    table = (torch.rand(2 * frames - 1, heads, generator=gen) * 2 - 1) * 0.5  # temporal_position_bias_table
+    pos = torch.arange(frames)
+    t_relative_coords = (pos[:, None] - pos[None, :] + frames - 1).reshape(-1)
+    n = clips * tokens
+    x = torch.rand(frames, n, channels, generator=gen) * 2 - 1  # AIM's [T][B*L][C]
+
+    def run_torch():
+        qkv = F.linear(x, qkv_w, qkv_b).reshape(frames, n, 3, heads, hd).permute(2, 1, 3, 0, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]  # [B*L][heads][T][hd]
+        bias = table[t_relative_coords].reshape(frames, frames, heads).permute(2, 0, 1)
+        attn = (q * scale).matmul(k.transpose(-2, -1)) + bias.unsqueeze(0)
+        attn = torch.softmax(attn, dim=-1)
+        out = attn.matmul(v).permute(2, 0, 1, 3).reshape(frames, n, channels)
+        return F.linear(out, proj_w, proj_b)
+
+    layer = winattn.Layer(channels, heads, (frames, 1, 1), (0, 0, 0), qkv_w.numpy(), proj_w.numpy(),
+                          qkv_bias=qkv_b.numpy(), proj_bias=proj_b.numpy(),
+                          relative_position_bias_table=table.numpy())
+    xv = x.numpy().reshape(1, frames, n, 1, channels)  # a view of the same memory
+
+    def run_winattn():
+        return layer.forward(xv).reshape(frames, n, channels)
+
+    return name, run_torch, run_winattn, temporal_flops(frames, clips, tokens, channels, heads), layer
+
+
 def loaded_blas():
     """The BLAS/LAPACK libraries mapped into this process (resolved), e.g. netlib vs OpenBLAS."""
     found = []
@@ -254,6 +310,11 @@ def main():
     for c in LAYER_CASES:
         if args.only in c[0]:
             name, ft, fw, flops, layer = layer_case(torch, winattn, c, gen)
+            layers.append(layer)
+            cases.append((name, ft, fw, flops))
+    for c in TEMPORAL_CASES:
+        if args.only in c[0]:
+            name, ft, fw, flops, layer = temporal_case(torch, winattn, c, gen)
             layers.append(layer)
             cases.append((name, ft, fw, flops))
 
