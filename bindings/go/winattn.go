@@ -223,7 +223,7 @@ func positive(name string, dims []int64) ([]int, error) {
 // Version returns the library's version, "MAJOR.MINOR.PATCH".
 func Version() string { return C.GoString(C.winattn_version()) }
 
-// ActiveISA returns the kernels in use: "avx512_bf16", "avx512", "avx2" or "scalar".
+// ActiveISA returns the kernels in use: "amx_bf16", "avx512_bf16", "avx512", "avx2" or "scalar".
 func ActiveISA() string { return C.GoString(C.winattn_active_isa()) }
 
 // SetMaxISA caps the kernel dispatch at isa (an ActiveISA name, or "native" for no cap) for calls that

@@ -26,7 +26,7 @@ func TestVersionAndISA(t *testing.T) {
 		t.Fatalf("Version() = %q, header says %q", Version(), want)
 	}
 	switch ActiveISA() {
-	case "avx512_bf16", "avx512", "avx2", "scalar":
+	case "amx_bf16", "avx512_bf16", "avx512", "avx2", "scalar":
 	default:
 		t.Fatalf("ActiveISA() = %q", ActiveISA())
 	}
@@ -227,7 +227,7 @@ var layerCases = []layerCase{
 
 func TestAttentionAndLayersOnEveryISA(t *testing.T) {
 	defer SetMaxISA("native")
-	ranks := []string{"scalar", "avx2", "avx512", "avx512_bf16"}
+	ranks := []string{"scalar", "avx2", "avx512", "avx512_bf16", "amx_bf16"}
 	for rank, isa := range ranks {
 		if err := SetMaxISA(isa); err != nil {
 			t.Fatal(err)

@@ -52,8 +52,8 @@ static void test_misc(void) {
   EXPECT(strlen(winattn_status_string(WINATTN_STATUS_OUT_OF_MEMORY)) > 0);
   EXPECT(strlen(winattn_status_string(WINATTN_STATUS_INTERNAL_ERROR)) > 0);
   isa = winattn_active_isa();
-  EXPECT(strcmp(isa, "avx512_bf16") == 0 || strcmp(isa, "avx512") == 0 || strcmp(isa, "avx2") == 0 ||
-         strcmp(isa, "scalar") == 0);
+  EXPECT(strcmp(isa, "amx_bf16") == 0 || strcmp(isa, "avx512_bf16") == 0 || strcmp(isa, "avx512") == 0 ||
+         strcmp(isa, "avx2") == 0 || strcmp(isa, "scalar") == 0);
   EXPECT_OK(winattn_set_max_isa("scalar"));
   EXPECT(strcmp(winattn_active_isa(), "scalar") == 0);
   EXPECT(winattn_set_max_isa("bogus") == WINATTN_STATUS_INVALID_ARGUMENT);
@@ -64,6 +64,8 @@ static void test_misc(void) {
   EXPECT(winattn_get_num_threads() == 2);
   EXPECT(winattn_set_num_threads(-1) == WINATTN_STATUS_INVALID_ARGUMENT);
   EXPECT_OK(winattn_set_num_threads(0));
+  EXPECT(winattn_set_num_threads(WINATTN_MAX_THREADS + 1) == WINATTN_STATUS_INVALID_ARGUMENT);
+  winattn_release_thread_memory();
   EXPECT(winattn_get_num_threads() == 0);
 }
 
@@ -244,6 +246,18 @@ static void test_layer(void) {
     EXPECT_OK(winattn_layer_forward(layer, input, 1, grid, out2));
     for (t = 0; t < T * C; ++t) EXPECT(fabs(out2[t] - out[t]) <= 1e-5);
     EXPECT(winattn_layer_forward(layer, input, 0, grid, out2) == WINATTN_STATUS_INVALID_ARGUMENT);
+  }
+  {
+    int threads = -1;
+    int64_t bytes = -1;
+    EXPECT_OK(winattn_layer_set_num_threads(layer, 1));
+    EXPECT_OK(winattn_layer_get_num_threads(layer, &threads));
+    EXPECT(threads == 1);
+    EXPECT(winattn_layer_set_num_threads(layer, WINATTN_MAX_THREADS + 1) == WINATTN_STATUS_INVALID_ARGUMENT);
+    EXPECT_OK(winattn_layer_memory_bytes(layer, &bytes));
+    EXPECT(bytes > 0);
+    EXPECT_OK(winattn_layer_trim(layer));
+    EXPECT_OK(winattn_layer_forward(layer, input, 1, grid, out2));
   }
   winattn_layer_destroy(layer);
   winattn_layer_destroy(NULL);

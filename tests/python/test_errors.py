@@ -297,7 +297,7 @@ class TestMisc(unittest.TestCase):
     def test_version_and_isa(self):
         self.assertRegex(winattn.version(), r"^\d+\.\d+\.\d+$")
         winattn.set_max_isa("native")
-        self.assertIn(winattn.active_isa(), ["avx512_bf16", "avx512", "avx2", "scalar"])
+        self.assertIn(winattn.active_isa(), ["amx_bf16", "avx512_bf16", "avx512", "avx2", "scalar"])
         self.assertTrue(winattn.library_path())
 
     def test_bad_library_path_is_an_error(self):

@@ -16,7 +16,7 @@ os.environ.setdefault("WINATTN_LIBRARY", os.path.join(REPO, "build", "libwinattn
 import winattn  # noqa: E402  (needs the path above)
 
 # Dispatch levels, best first.
-ISAS = ["avx512_bf16", "avx512", "avx2", "scalar"]
+ISAS = ["amx_bf16", "avx512_bf16", "avx512", "avx2", "scalar"]
 
 
 def supported_isas():

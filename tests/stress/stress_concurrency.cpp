@@ -33,7 +33,7 @@
 namespace {
 
 constexpr int kWorkers = 8;
-const char *const kIsas[] = {"native", "avx512_bf16", "avx512", "avx2", "scalar"};
+const char *const kIsas[] = {"native", "amx_bf16", "avx512_bf16", "avx512", "avx2", "scalar"};
 constexpr int kNumIsas = 5;
 
 std::mutex g_fail_mutex;

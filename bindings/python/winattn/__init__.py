@@ -471,12 +471,13 @@ def version():
 
 
 def active_isa():
-    """The kernels in use: "avx512_bf16", "avx512", "avx2" or "scalar" (after any set_max_isa cap)."""
+    """The kernels in use: "amx_bf16", "avx512_bf16", "avx512", "avx2" or "scalar" (after any set_max_isa cap
+    and the WINATTN_MAX_ISA environment cap)."""
     return _lib().winattn_active_isa().decode("ascii")
 
 
 def set_max_isa(name):
-    """Caps the kernel dispatch at name ("avx512_bf16", "avx512", "avx2", "scalar", or "native" for no cap).
+    """Caps the kernel dispatch at name ("amx_bf16", "avx512_bf16", "avx512", "avx2", "scalar", or "native" for no cap).
 
     Raises WinattnError (invalid argument) for an unknown name.
     """

@@ -230,7 +230,7 @@ pub fn version() -> &'static str {
     unsafe { static_str(sys::winattn_version()) }
 }
 
-/// The kernels in use: "avx512_bf16", "avx512", "avx2" or "scalar".
+/// The kernels in use: "amx_bf16", "avx512_bf16", "avx512", "avx2" or "scalar".
 pub fn active_isa() -> &'static str {
     // SAFETY: static string.
     unsafe { static_str(sys::winattn_active_isa()) }
