@@ -1,9 +1,9 @@
-#include "cpu/threading.h"
 #include "mask/shifted_window_mask.h"
 
 #include <vector>
 
 #include "common/error.h"
+#include "cpu/threading.h"
 
 namespace winattn::detail {
 namespace {
@@ -66,16 +66,23 @@ void shifted_window_labels(const int64_t *grid, const int64_t *window, const int
 void shifted_window_mask(const int64_t *grid, const int64_t *window, const int64_t *shift, float *mask) {
   const int64_t num_windows = (grid[0] / window[0]) * (grid[1] / window[1]) * (grid[2] / window[2]);
   const int64_t n = window[0] * window[1] * window[2];
+  // Allocated before any output is written and outside the parallel region; may throw (OUT_OF_MEMORY).
   std::vector<int32_t> labels(static_cast<size_t>(num_windows * n));
   shifted_window_labels(grid, window, shift, labels.data());
-#pragma omp parallel for schedule(static) \
-    num_threads(effective_num_threads()) if (num_windows * n * n >= 65536)
-  for (int64_t w = 0; w < num_windows; ++w) {
+  auto fill_window = [&](int64_t w) {
     const int32_t *label = labels.data() + w * n;
     float *out = mask + w * n * n;
     for (int64_t i = 0; i < n; ++i)
       for (int64_t j = 0; j < n; ++j) out[i * n + j] = label[i] == label[j] ? 0.0f : -100.0f;
+  };
+  // A small mask is written by the calling thread alone: no team is started.
+  const int threads = team_size_for_work(num_windows, num_windows * n * n);
+  if (threads <= 1) {
+    for (int64_t w = 0; w < num_windows; ++w) fill_window(w);
+    return;
   }
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t w = 0; w < num_windows; ++w) fill_window(w);
 }
 
 }  // namespace winattn::detail

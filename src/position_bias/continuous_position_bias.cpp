@@ -1,6 +1,10 @@
 #include <cmath>
-#include <vector>
+#include <cstdint>
+#include <memory>
+#include <new>
+#include <string>
 
+#include "common/error.h"
 #include "cpu/threading.h"
 #include "position_bias/position_bias.h"
 
@@ -22,12 +26,28 @@ void continuous_position_bias_table(int64_t window_h, int64_t window_w, const fl
                                     const float *w2, int64_t hidden, int64_t num_heads, float *table) {
   const int64_t rows_h = 2 * window_h - 1, rows_w = 2 * window_w - 1;
   const int64_t rows = rows_h * rows_w;
-#pragma omp parallel for schedule(static) \
-    num_threads(effective_num_threads()) if (rows * hidden * num_heads >= 65536)
-  for (int64_t r = 0; r < rows; ++r) {
+  // Multiply-adds of the whole table (saturated: only compared with kSerialWork).
+  const int64_t per_row = hidden > INT64_MAX / (num_heads + 3) ? INT64_MAX : hidden * (num_heads + 3);
+  const int64_t work = per_row > INT64_MAX / rows ? INT64_MAX : per_row * rows;
+  const int threads = team_size_for_work(rows, work);
+  // Each thread's hidden activations, allocated here, before any output is written and outside the
+  // parallel region (an exception inside it would terminate the process).
+  if (static_cast<uint64_t>(hidden) > SIZE_MAX / sizeof(double) / static_cast<uint64_t>(threads)) {
+    throw Error(
+        WINATTN_STATUS_OUT_OF_MEMORY,
+        "cannot allocate the continuous position bias activations: hidden = " + std::to_string(hidden));
+  }
+  const size_t per_thread = static_cast<size_t>(hidden);
+  std::unique_ptr<double[]> activations(new (std::nothrow) double[per_thread * static_cast<size_t>(threads)]);
+  if (!activations) {
+    throw Error(WINATTN_STATUS_OUT_OF_MEMORY,
+                "cannot allocate " +
+                    std::to_string(per_thread * static_cast<size_t>(threads) * sizeof(double)) +
+                    " bytes of continuous position bias activations");
+  }
+  auto fill_row = [&](int64_t r, double *activation) {
     const float ch = log_spaced(r / rows_w - (window_h - 1), window_h);
     const float cw = log_spaced(r % rows_w - (window_w - 1), window_w);
-    std::vector<double> activation(static_cast<size_t>(hidden));
     for (int64_t u = 0; u < hidden; ++u) {
       const double pre = static_cast<double>(w1[2 * u]) * ch + static_cast<double>(w1[2 * u + 1]) * cw +
                          (b1 != nullptr ? static_cast<double>(b1[u]) : 0.0);
@@ -39,6 +59,17 @@ void continuous_position_bias_table(int64_t window_h, int64_t window_w, const fl
       for (int64_t u = 0; u < hidden; ++u) logit += static_cast<double>(row[u]) * activation[u];
       table[r * num_heads + h] = static_cast<float>(16.0 / (1.0 + std::exp(-logit)));
     }
+  };
+  // A small table is computed by the calling thread alone: no team is started.
+  if (threads <= 1) {
+    for (int64_t r = 0; r < rows; ++r) fill_row(r, activations.get());
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    double *activation = activations.get() + per_thread * static_cast<size_t>(thread_index());
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) fill_row(r, activation);
   }
 }
 

@@ -1,5 +1,5 @@
-#include "cpu/threading.h"
 #include "common/error.h"
+#include "cpu/threading.h"
 #include "position_bias/position_bias.h"
 
 namespace winattn::detail {
@@ -25,15 +25,23 @@ void relative_position_index(int ndim, const int64_t *window, int64_t *index) {
   const int64_t n = w[0] * w[1] * w[2];
   const int64_t stride_h = 2 * w[2] - 1;
   const int64_t stride_d = (2 * w[1] - 1) * stride_h;
-#pragma omp parallel for schedule(static) num_threads(effective_num_threads()) if (n >= 256)
-  for (int64_t i = 0; i < n; ++i) {
+  auto fill_row = [&](int64_t i) {
     const int64_t di = i / (w[1] * w[2]), hi = i / w[2] % w[1], wi = i % w[2];
     int64_t *row = index + i * n;
     for (int64_t j = 0; j < n; ++j) {
       const int64_t dj = j / (w[1] * w[2]), hj = j / w[2] % w[1], wj = j % w[2];
       row[j] = (di - dj + w[0] - 1) * stride_d + (hi - hj + w[1] - 1) * stride_h + (wi - wj + w[2] - 1);
     }
+  };
+  // A small index is written by the calling thread alone: no team is started (starting one allocates, and
+  // libgomp exits the process when that allocation fails).
+  const int threads = team_size_for_work(n, n * n);
+  if (threads <= 1) {
+    for (int64_t i = 0; i < n; ++i) fill_row(i);
+    return;
   }
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t i = 0; i < n; ++i) fill_row(i);
 }
 
 void validate_index(const int64_t *index, int64_t count, int64_t table_rows) {

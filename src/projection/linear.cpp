@@ -2,12 +2,16 @@
 
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.hpp>
+#include <oneapi/dnnl/dnnl_debug.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <new>
 #include <string>
 #include <tuple>
-#include <unordered_map>
 
 #include "common/error.h"
 
@@ -15,14 +19,8 @@ namespace winattn::detail {
 
 using dnnl::memory;
 
-struct Linear::Plan {
-  int64_t rows = 0;
-  dnnl::matmul matmul;
-  memory::desc src_md, dst_md;
-  std::shared_ptr<const memory> weights;
-  size_t scratchpad_bytes = 0;
-  memory::desc scratchpad_md;
-};
+// Internal to this file; named (not anonymous) because Linear::Plan and Linear::Impl hold these types.
+namespace linear_internal {
 
 // One CPU engine for the process: primitives are cached across Linears and must run on the engine they
 // were made for.
@@ -31,31 +29,71 @@ const dnnl::engine &cpu_engine() {
   return *engine;
 }
 
-struct Linear::Impl {
-  const dnnl::engine &engine = cpu_engine();
-  std::vector<float> weight;  // [out][in] as given
-  bool has_bias = false;
-  memory bias;
-  std::mutex mutex;
-  std::map<int64_t, std::shared_ptr<const Plan>> plans;       // by row count
-  std::vector<std::shared_ptr<const memory>> packed_weights;  // one per layout in use
+// Runs oneDNN on the calling thread alone for the lifetime of the object. Inside an active parallel region
+// oneDNN already does; outside one (or in a team of one) it would start a team of the calling task's
+// nthreads ICV, so that ICV is 1 meanwhile. The ICV is the calling task's own: other threads and tasks are
+// not affected. Never throws.
+class SingleThreadedDnnl {
+ public:
+  SingleThreadedDnnl() noexcept {
+    if (!omp_in_parallel()) {
+      const int threads = omp_get_max_threads();
+      if (threads != 1) {
+        saved_ = threads;
+        omp_set_num_threads(1);
+      }
+    }
+  }
+  ~SingleThreadedDnnl() {
+    if (saved_ > 0) omp_set_num_threads(saved_);
+  }
+  SingleThreadedDnnl(const SingleThreadedDnnl &) = delete;
+  SingleThreadedDnnl &operator=(const SingleThreadedDnnl &) = delete;
+
+ private:
+  int saved_ = 0;
 };
 
-namespace {
+[[noreturn]] void throw_dnnl(const dnnl::error &e, const char *what) {
+  if (e.status == dnnl_out_of_memory)
+    throw Error(WINATTN_STATUS_OUT_OF_MEMORY, std::string(what) + ": out of memory");
+  throw Error(WINATTN_STATUS_INTERNAL_ERROR, std::string(what) + ": " + e.what());
+}
 
-// Primitives by (rows, in, out, bias), shared by every Linear: the stateless layer makes new Linears on
-// every call, and making a brgemm primitive costs milliseconds. Weights are not part of a primitive.
+// Caps oneDNN's own primitive cache once, unless the process chose a capacity (see linear.h).
+void cap_dnnl_primitive_cache() {
+  static const bool done = [] {
+    constexpr int kDnnlDefaultCapacity = 1024;
+    if (std::getenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY") != nullptr ||
+        std::getenv("DNNL_PRIMITIVE_CACHE_CAPACITY") != nullptr) {
+      return true;
+    }
+    int capacity = 0;
+    if (dnnl_get_primitive_cache_capacity(&capacity) == dnnl_success && capacity == kDnnlDefaultCapacity)
+      dnnl_set_primitive_cache_capacity(Linear::kDnnlPrimitiveCacheCapacity);
+    return true;
+  }();
+  (void)done;
+}
+
+// ---- Primitives, shared by every Linear ------------------------------------------------------------------
+
 struct Primitive {
   dnnl::matmul matmul;
   memory::desc src_md, dst_md, weights_md, scratchpad_md;
 };
 using PrimitiveKey = std::tuple<int64_t, int64_t, int64_t, bool>;
+struct CachedPrimitive {
+  std::shared_ptr<const Primitive> primitive;
+  uint64_t last_use = 0;
+};
+
 std::mutex g_primitives_mutex;
-std::map<PrimitiveKey, std::shared_ptr<const Primitive>> &primitives() {
-  static auto *cache = new std::map<PrimitiveKey, std::shared_ptr<const Primitive>>();  // lives until exit
+uint64_t g_primitives_clock = 0;  // under g_primitives_mutex
+std::map<PrimitiveKey, CachedPrimitive> &primitives() {
+  static auto *cache = new std::map<PrimitiveKey, CachedPrimitive>();  // lives until exit
   return *cache;
 }
-constexpr size_t kMaxCachedPrimitives = 256;
 
 std::shared_ptr<const Primitive> get_primitive(const dnnl::engine &engine, int64_t rows, int64_t in,
                                                int64_t out, bool has_bias) {
@@ -63,96 +101,349 @@ std::shared_ptr<const Primitive> get_primitive(const dnnl::engine &engine, int64
   {
     std::lock_guard<std::mutex> lock(g_primitives_mutex);
     auto found = primitives().find(key);
-    if (found != primitives().end()) return found->second;
+    if (found != primitives().end()) {
+      found->second.last_use = ++g_primitives_clock;
+      return found->second.primitive;
+    }
   }
   auto primitive = std::make_shared<Primitive>();
-  primitive->src_md = memory::desc({rows, in}, memory::data_type::f32, memory::format_tag::ab);
-  primitive->dst_md = memory::desc({rows, out}, memory::data_type::f32, memory::format_tag::ab);
-  const memory::desc weights_md({in, out}, memory::data_type::f32, memory::format_tag::any);
-  const memory::desc bias_md({1, out}, memory::data_type::f32, memory::format_tag::ab);
-  dnnl::primitive_attr attr;
-  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  const auto pd = has_bias ? dnnl::matmul::primitive_desc(
-                                 {primitive->src_md, weights_md, bias_md, primitive->dst_md}, attr, engine)
-                           : dnnl::matmul::primitive_desc({primitive->src_md, weights_md, primitive->dst_md},
-                                                          attr, engine);
-  primitive->matmul = dnnl::matmul(pd);
-  primitive->weights_md = pd.weights_desc();
-  primitive->scratchpad_md = pd.scratchpad_desc();
+  try {
+    // Made for one thread, as it runs (forward runs oneDNN on the calling thread alone).
+    SingleThreadedDnnl single_threaded;
+    primitive->src_md = memory::desc({rows, in}, memory::data_type::f32, memory::format_tag::ab);
+    primitive->dst_md = memory::desc({rows, out}, memory::data_type::f32, memory::format_tag::ab);
+    const memory::desc weights_md({in, out}, memory::data_type::f32, memory::format_tag::any);
+    const memory::desc bias_md({1, out}, memory::data_type::f32, memory::format_tag::ab);
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    const auto pd = has_bias ? dnnl::matmul::primitive_desc(
+                                   {primitive->src_md, weights_md, bias_md, primitive->dst_md}, attr, engine)
+                             : dnnl::matmul::primitive_desc(
+                                   {primitive->src_md, weights_md, primitive->dst_md}, attr, engine);
+    primitive->matmul = dnnl::matmul(pd);
+    primitive->weights_md = pd.weights_desc();
+    primitive->scratchpad_md = pd.scratchpad_desc();
+  } catch (const dnnl::error &e) {
+    throw_dnnl(e, "oneDNN matmul setup failed");
+  }
   std::lock_guard<std::mutex> lock(g_primitives_mutex);
-  if (primitives().size() >= kMaxCachedPrimitives) primitives().clear();  // plans keep theirs alive
-  return primitives().emplace(key, std::move(primitive)).first->second;
+  auto &cache = primitives();
+  auto found = cache.find(key);
+  if (found != cache.end()) {  // made meanwhile by another thread: use that one
+    found->second.last_use = ++g_primitives_clock;
+    return found->second.primitive;
+  }
+  if (cache.size() >= Linear::kMaxCachedPrimitives) {
+    auto oldest = cache.begin();
+    for (auto it = cache.begin(); it != cache.end(); ++it)
+      if (it->second.last_use < oldest->second.last_use) oldest = it;
+    cache.erase(oldest);  // plans using it keep it alive
+  }
+  CachedPrimitive &entry = cache[key];  // may throw bad_alloc: nothing changed then
+  entry.primitive = primitive;
+  entry.last_use = ++g_primitives_clock;
+  return primitive;
 }
 
-[[noreturn]] void rethrow_dnnl(const dnnl::error &e, const char *what) {
-  if (e.status == dnnl_out_of_memory) throw Error(WINATTN_STATUS_OUT_OF_MEMORY, "oneDNN: out of memory");
-  throw Error(WINATTN_STATUS_INTERNAL_ERROR, std::string(what) + ": " + e.what());
+// ---- Packed weights
+// ----------------------------------------------------------------------------------------
+
+// A 64-byte aligned heap block that reports failure as OUT_OF_MEMORY.
+struct AlignedBlock {
+  explicit AlignedBlock(size_t size) : bytes(size) {
+    const size_t rounded = (size + 63) / 64 * 64;
+    data = rounded == 0 ? nullptr : std::aligned_alloc(64, rounded);
+    if (rounded != 0 && data == nullptr) {
+      throw Error(WINATTN_STATUS_OUT_OF_MEMORY, "cannot allocate " + std::to_string(rounded) + " bytes");
+    }
+  }
+  ~AlignedBlock() { std::free(data); }
+  AlignedBlock(const AlignedBlock &) = delete;
+  AlignedBlock &operator=(const AlignedBlock &) = delete;
+  void *data = nullptr;
+  size_t bytes = 0;
+};
+
+// The weights in one oneDNN layout, in a buffer of ours, with the memory object primitives read them by.
+struct PackedWeights {
+  explicit PackedWeights(size_t bytes) : block(bytes) {}
+  AlignedBlock block;
+  memory::desc md;
+  memory mem;
+};
+
+// Whether `md` is a plain or blocked f32 layout of a 2D matrix that pack_blocked can fill.
+bool packable(const dnnl_memory_desc_t &md) {
+  return md.ndims == 2 && md.data_type == dnnl_f32 && md.format_kind == dnnl_blocked && md.extra.flags == 0 &&
+         md.format_desc.blocking.inner_nblks >= 0 && md.format_desc.blocking.inner_nblks <= DNNL_MAX_NDIMS;
+}
+
+// Offset, in elements, of element (i, o) of the [in][out] matrix described by a blocked `md`: the inner
+// blocks (last one fastest) address the position inside a block, the strides the block itself.
+int64_t blocked_offset(const dnnl_memory_desc_t &md, int64_t i, int64_t o) {
+  const dnnl_blocking_desc_t &blocking = md.format_desc.blocking;
+  int64_t position[2] = {i + md.padded_offsets[0], o + md.padded_offsets[1]};
+  int64_t offset = md.offset0;
+  int64_t inner_stride = 1;
+  for (int b = blocking.inner_nblks - 1; b >= 0; --b) {
+    const int dim = blocking.inner_idxs[b];
+    const int64_t block = blocking.inner_blks[b];
+    offset += position[dim] % block * inner_stride;
+    position[dim] /= block;
+    inner_stride *= block;
+  }
+  return offset + position[0] * blocking.strides[0] + position[1] * blocking.strides[1];
+}
+
+// weight: [out][in] (nn.Linear), i.e. the [in][out] matrix in "ba" order. Packs it for `md` with a plain
+// loop on the calling thread (padding zeroed): no oneDNN reorder primitive and no parallel region. Other
+// layouts (none for f32 matmul weights in oneDNN 2.6) go through oneDNN's reorder, on this thread alone.
+std::shared_ptr<PackedWeights> pack_weights(const dnnl::engine &engine, const memory::desc &md,
+                                            const float *weight, int64_t in, int64_t out) {
+  auto packed = std::make_shared<PackedWeights>(md.get_size());
+  packed->md = md;
+  float *dst = static_cast<float *>(packed->block.data);
+  try {
+    if (packable(md.data)) {
+      std::memset(dst, 0, packed->block.bytes);
+      for (int64_t o = 0; o < out; ++o)
+        for (int64_t i = 0; i < in; ++i) dst[blocked_offset(md.data, i, o)] = weight[o * in + i];
+      packed->mem = memory(md, engine, dst);
+    } else {
+      SingleThreadedDnnl single_threaded;
+      const memory::desc user_md({in, out}, memory::data_type::f32, memory::format_tag::ba);
+      memory user(user_md, engine, const_cast<float *>(weight));
+      packed->mem = memory(md, engine, dst);
+      dnnl::stream stream(engine);
+      dnnl::reorder(user, packed->mem).execute(stream, user, packed->mem);
+      stream.wait();
+    }
+  } catch (const dnnl::error &e) {
+    throw_dnnl(e, "oneDNN weights packing failed");
+  }
+  return packed;
+}
+
+void report(winattn_status *failure, winattn_status status, const char *what) noexcept {
+  if (failure != nullptr) *failure = status;
+  if (std::getenv("WINATTN_DEBUG") != nullptr) std::fprintf(stderr, "winattn: projection failed: %s\n", what);
+}
+
+}  // namespace linear_internal
+
+using namespace linear_internal;
+
+// ---- Executors and plans
+// -------------------------------------------------------------------------------------
+
+// What one thread needs to run a plan: a stream and memory objects over no data, whose handles are set per
+// call, and the argument list of the execute call.
+struct Linear::Lease::Executor {
+  dnnl::stream stream;
+  memory src, dst, scratchpad;
+  dnnl_exec_arg_t args[5] = {};
+  int nargs = 0;
+  Executor *next = nullptr;  // in the plan's list of idle executors
+};
+
+struct Linear::Plan {
+  int64_t rows = 0;
+  std::shared_ptr<const Primitive> primitive;
+  std::shared_ptr<const PackedWeights> weights;
+  const memory *bias = nullptr;  // the Linear's, or null
+  size_t scratchpad_bytes = 0;
+
+  // Idle executors (an intrusive list: giving one back allocates nothing) and how many exist.
+  mutable std::mutex executors_mutex;
+  mutable Lease::Executor *idle = nullptr;
+  mutable int64_t executor_count = 0;
+
+  ~Plan() { free_idle(); }
+
+  // Makes an executor for this plan. Throws Error.
+  Lease::Executor *make_executor(const dnnl::engine &engine) const {
+    auto executor = std::make_unique<Lease::Executor>();
+    try {
+      executor->stream = dnnl::stream(engine);
+      executor->src = memory(primitive->src_md, engine, DNNL_MEMORY_NONE);
+      executor->dst = memory(primitive->dst_md, engine, DNNL_MEMORY_NONE);
+      int n = 0;
+      executor->args[n++] = {DNNL_ARG_SRC, executor->src.get()};
+      executor->args[n++] = {DNNL_ARG_WEIGHTS, weights->mem.get()};
+      executor->args[n++] = {DNNL_ARG_DST, executor->dst.get()};
+      if (bias != nullptr) executor->args[n++] = {DNNL_ARG_BIAS, bias->get()};
+      if (scratchpad_bytes > 0) {
+        executor->scratchpad = memory(primitive->scratchpad_md, engine, DNNL_MEMORY_NONE);
+        executor->args[n++] = {DNNL_ARG_SCRATCHPAD, executor->scratchpad.get()};
+      }
+      executor->nargs = n;
+    } catch (const dnnl::error &e) {
+      throw_dnnl(e, "oneDNN executor setup failed");
+    }
+    std::lock_guard<std::mutex> lock(executors_mutex);
+    ++executor_count;
+    return executor.release();
+  }
+
+  // An idle executor, or null when none is idle. Never allocates.
+  Lease::Executor *take() const noexcept {
+    std::lock_guard<std::mutex> lock(executors_mutex);
+    Lease::Executor *executor = idle;
+    if (executor != nullptr) idle = executor->next;
+    return executor;
+  }
+
+  void give_back(Lease::Executor *executor) const noexcept {
+    std::lock_guard<std::mutex> lock(executors_mutex);
+    executor->next = idle;
+    idle = executor;
+  }
+
+  void free_idle() const noexcept {
+    Lease::Executor *list;
+    {
+      std::lock_guard<std::mutex> lock(executors_mutex);
+      list = idle;
+      idle = nullptr;
+      for (Lease::Executor *e = list; e != nullptr; e = e->next) --executor_count;
+    }
+    while (list != nullptr) {
+      Lease::Executor *next = list->next;
+      delete list;
+      list = next;
+    }
+  }
+
+  int64_t executors() const {
+    std::lock_guard<std::mutex> lock(executors_mutex);
+    return executor_count;
+  }
+};
+
+namespace {
+
+// Runs the plan with `executor` on src/dst/scratchpad. Never throws.
+bool run(const Linear::Plan &plan, Linear::Lease::Executor &executor, const float *src, float *dst,
+         void *scratchpad, winattn_status *failure) noexcept {
+  try {
+    SingleThreadedDnnl single_threaded;
+    const dnnl_stream_t stream = executor.stream.get();
+    dnnl_status_t status =
+        dnnl_memory_set_data_handle_v2(executor.src.get(), const_cast<float *>(src), stream);
+    if (status == dnnl_success) status = dnnl_memory_set_data_handle_v2(executor.dst.get(), dst, stream);
+    if (status == dnnl_success && executor.scratchpad) {
+      status = dnnl_memory_set_data_handle_v2(executor.scratchpad.get(), scratchpad, stream);
+    }
+    if (status == dnnl_success) {
+      status = dnnl_primitive_execute(plan.primitive->matmul.get(), stream, executor.nargs, executor.args);
+    }
+    if (status == dnnl_success) status = dnnl_stream_wait(stream);
+    if (status == dnnl_success) return true;
+    report(failure,
+           status == dnnl_out_of_memory ? WINATTN_STATUS_OUT_OF_MEMORY : WINATTN_STATUS_INTERNAL_ERROR,
+           dnnl_status2str(status));
+  } catch (const std::bad_alloc &) {
+    report(failure, WINATTN_STATUS_OUT_OF_MEMORY, "out of memory");
+  } catch (const dnnl::error &e) {
+    report(failure,
+           e.status == dnnl_out_of_memory ? WINATTN_STATUS_OUT_OF_MEMORY : WINATTN_STATUS_INTERNAL_ERROR,
+           e.what());
+  } catch (const std::exception &e) {
+    report(failure, WINATTN_STATUS_INTERNAL_ERROR, e.what());
+  } catch (...) {
+    report(failure, WINATTN_STATUS_INTERNAL_ERROR, "unknown exception");
+  }
+  return false;
 }
 
 }  // namespace
 
+// ---- Linear
+// ----------------------------------------------------------------------------------------------------
+
+struct Linear::Impl {
+  explicit Impl(const dnnl::engine &e) : engine(e) {}
+  const dnnl::engine &engine;
+  std::vector<float> weight;  // [out][in] as given
+  std::vector<float> bias_values;
+  bool has_bias = false;
+  memory bias;  // over bias_values
+
+  std::mutex mutex;  // guards what follows
+  struct CachedPlan {
+    std::shared_ptr<const Plan> plan;
+    bool pinned = false;
+    uint64_t last_use = 0;
+  };
+  std::map<int64_t, CachedPlan> plans;  // by row count
+  uint64_t clock = 0;
+  std::vector<std::shared_ptr<const PackedWeights>> packed_weights;  // one per layout in use
+};
+
 Linear::Linear(const float *weight, const float *bias, int64_t in_features, int64_t out_features)
-    : in_(in_features), out_(out_features), impl_(new Impl) {
+    : in_(in_features), out_(out_features) {
+  const dnnl::engine *engine = nullptr;
+  try {
+    engine = &cpu_engine();
+  } catch (const dnnl::error &e) {
+    throw_dnnl(e, "oneDNN engine setup failed");
+  }
+  cap_dnnl_primitive_cache();
+  impl_ = std::make_unique<Impl>(*engine);
   impl_->weight.assign(weight, weight + in_features * out_features);
   impl_->has_bias = bias != nullptr;
-  try {
-    if (bias != nullptr) {
-      impl_->bias =
-          memory({{1, out_features}, memory::data_type::f32, memory::format_tag::ab}, impl_->engine);
-      float *dst = static_cast<float *>(impl_->bias.get_data_handle());
-      for (int64_t o = 0; o < out_features; ++o) dst[o] = bias[o];
+  if (bias != nullptr) {
+    impl_->bias_values.assign(bias, bias + out_features);
+    try {
+      impl_->bias = memory({{1, out_features}, memory::data_type::f32, memory::format_tag::ab}, impl_->engine,
+                           impl_->bias_values.data());
+    } catch (const dnnl::error &e) {
+      throw_dnnl(e, "oneDNN bias setup failed");
     }
-  } catch (const dnnl::error &e) {
-    rethrow_dnnl(e, "oneDNN bias setup failed");
   }
 }
 
 Linear::~Linear() = default;
 
-std::shared_ptr<const Linear::Plan> Linear::prepare(int64_t rows) const {
+std::shared_ptr<const Linear::Plan> Linear::prepare(int64_t rows, bool pin) const {
   Impl &m = *impl_;
   std::lock_guard<std::mutex> lock(m.mutex);
   auto found = m.plans.find(rows);
-  if (found != m.plans.end()) return found->second;
+  if (found != m.plans.end()) {
+    found->second.last_use = ++m.clock;
+    found->second.pinned = found->second.pinned || pin;
+    return found->second.plan;
+  }
   auto plan = std::make_shared<Plan>();
   plan->rows = rows;
-  try {
-    const auto primitive = get_primitive(m.engine, rows, in_, out_, m.has_bias);
-    plan->matmul = primitive->matmul;
-    plan->src_md = primitive->src_md;
-    plan->dst_md = primitive->dst_md;
-    plan->scratchpad_md = primitive->scratchpad_md;
-    plan->scratchpad_bytes = plan->scratchpad_md.get_size();
-    const memory::desc &weights_md = primitive->weights_md;
-    for (const auto &packed : m.packed_weights) {
-      if (packed->get_desc() == weights_md) plan->weights = packed;
-    }
-    if (!plan->weights) {
-      // nn.Linear's [out][in] storage is the "ba" layout of the [in][out] weights matrix.
-      const memory::desc user_md({in_, out_}, memory::data_type::f32, memory::format_tag::ba);
-      memory user(user_md, m.engine, m.weight.data());
-      auto packed = std::make_shared<memory>(weights_md, m.engine);
-      // Single-threaded: a small copy, not worth waking (or waiting for) a team of threads.
-      bool reordered = false;
-#pragma omp parallel num_threads(1)
-      {
-        omp_set_num_threads(1);
-        try {
-          dnnl::stream stream(m.engine);
-          dnnl::reorder(user, *packed).execute(stream, user, *packed);
-          stream.wait();
-          reordered = true;
-        } catch (...) {
-        }
-      }
-      if (!reordered) throw Error(WINATTN_STATUS_INTERNAL_ERROR, "oneDNN weights reorder failed");
-      m.packed_weights.push_back(packed);
-      plan->weights = packed;
-    }
-  } catch (const dnnl::error &e) {
-    rethrow_dnnl(e, "oneDNN matmul setup failed");
+  plan->primitive = get_primitive(m.engine, rows, in_, out_, m.has_bias);
+  plan->scratchpad_bytes = plan->primitive->scratchpad_md.get_size();
+  plan->bias = m.has_bias ? &m.bias : nullptr;
+  for (const auto &packed : m.packed_weights) {
+    if (packed->md == plan->primitive->weights_md) plan->weights = packed;
   }
-  m.plans.emplace(rows, plan);
+  if (!plan->weights) {
+    m.packed_weights.reserve(m.packed_weights.size() + 1);  // the push_back below cannot throw then
+    auto packed = pack_weights(m.engine, plan->primitive->weights_md, m.weight.data(), in_, out_);
+    m.packed_weights.push_back(packed);
+    plan->weights = std::move(packed);
+  }
+  Impl::CachedPlan &entry = m.plans[rows];  // may throw bad_alloc: nothing else changed but the packing
+  entry.plan = plan;
+  entry.pinned = pin;
+  entry.last_use = ++m.clock;
+  // Keep at most kMaxCachedPlans unpinned plans: drop the least recently prepared.
+  size_t unpinned = 0;
+  for (const auto &p : m.plans) unpinned += p.second.pinned ? 0 : 1;
+  while (unpinned > kMaxCachedPlans) {
+    auto oldest = m.plans.end();
+    for (auto it = m.plans.begin(); it != m.plans.end(); ++it) {
+      if (!it->second.pinned && (oldest == m.plans.end() || it->second.last_use < oldest->second.last_use))
+        oldest = it;
+    }
+    m.plans.erase(oldest);
+    --unpinned;
+  }
   return plan;
 }
 
@@ -160,30 +451,83 @@ size_t Linear::scratchpad_bytes(const Plan &plan) {
   return plan.scratchpad_bytes;
 }
 
-bool Linear::forward(const Plan &plan, const float *src, float *dst, void *scratchpad) const noexcept {
-  try {
-    const Impl &m = *impl_;
-    dnnl::stream stream(m.engine);
-    memory src_mem(plan.src_md, m.engine, const_cast<float *>(src));
-    memory dst_mem(plan.dst_md, m.engine, dst);
-    memory scratch_mem(plan.scratchpad_md, m.engine, scratchpad);
-    std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, src_mem},
-                                            {DNNL_ARG_WEIGHTS, *plan.weights},
-                                            {DNNL_ARG_DST, dst_mem},
-                                            {DNNL_ARG_SCRATCHPAD, scratch_mem}};
-    if (m.has_bias) args.insert({DNNL_ARG_BIAS, m.bias});
-    plan.matmul.execute(stream, args);
-    stream.wait();
-    return true;
-  } catch (const dnnl::error &e) {
-    if (std::getenv("WINATTN_DEBUG")) std::fprintf(stderr, "winattn: oneDNN: %s\n", e.what());
-    return false;
-  } catch (const std::exception &e) {
-    if (std::getenv("WINATTN_DEBUG")) std::fprintf(stderr, "winattn: %s\n", e.what());
-    return false;
-  } catch (...) {
-    return false;
+bool Linear::forward(const Plan &plan, const float *src, float *dst, void *scratchpad,
+                     winattn_status *failure) const noexcept {
+  Lease::Executor *executor = plan.take();
+  if (executor == nullptr) {
+    try {
+      executor = plan.make_executor(impl_->engine);
+    } catch (const Error &e) {
+      report(failure, e.status(), e.message().c_str());
+      return false;
+    } catch (const std::bad_alloc &) {
+      report(failure, WINATTN_STATUS_OUT_OF_MEMORY, "out of memory");
+      return false;
+    } catch (...) {
+      report(failure, WINATTN_STATUS_INTERNAL_ERROR, "executor setup failed");
+      return false;
+    }
   }
+  const bool ok = run(plan, *executor, src, dst, scratchpad, failure);
+  plan.give_back(executor);
+  return ok;
+}
+
+void Linear::trim() const {
+  Impl &m = *impl_;
+  std::lock_guard<std::mutex> lock(m.mutex);
+  for (auto it = m.plans.begin(); it != m.plans.end();) {
+    if (it->second.pinned) {
+      it->second.plan->free_idle();
+      ++it;
+    } else {
+      it = m.plans.erase(it);
+    }
+  }
+  for (auto it = m.packed_weights.begin(); it != m.packed_weights.end();) {
+    it = it->use_count() == 1 ? m.packed_weights.erase(it) : it + 1;  // read by no plan
+  }
+}
+
+int64_t Linear::memory_bytes() const {
+  const Impl &m = *impl_;
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  size_t bytes = sizeof(Impl) + sizeof(float) * (m.weight.capacity() + m.bias_values.capacity());
+  for (const auto &packed : m.packed_weights) bytes += sizeof(PackedWeights) + packed->block.bytes;
+  for (const auto &entry : m.plans) {
+    const Plan &plan = *entry.second.plan;
+    bytes += sizeof(Plan) + plan.scratchpad_bytes +
+             static_cast<size_t>(plan.executors()) * sizeof(Lease::Executor);
+  }
+  return static_cast<int64_t>(bytes);
+}
+
+// ---- Lease
+// -------------------------------------------------------------------------------------------------------
+
+Linear::Lease::Lease(const Linear &linear, std::shared_ptr<const Plan> plan, int threads)
+    : plan_(std::move(plan)) {
+  const size_t count = static_cast<size_t>(threads > 0 ? threads : 1);
+  executors_.reserve(count);
+  try {
+    while (executors_.size() < count) {
+      Executor *executor = plan_->take();
+      if (executor == nullptr) executor = plan_->make_executor(linear.impl_->engine);
+      executors_.push_back(executor);  // within the reserved capacity: cannot throw
+    }
+  } catch (...) {
+    for (Executor *executor : executors_) plan_->give_back(executor);
+    throw;
+  }
+}
+
+Linear::Lease::~Lease() {
+  for (Executor *executor : executors_) plan_->give_back(executor);
+}
+
+bool Linear::Lease::forward(int slot, const float *src, float *dst, void *scratchpad,
+                            winattn_status *failure) const noexcept {
+  return run(*plan_, *executors_[static_cast<size_t>(slot)], src, dst, scratchpad, failure);
 }
 
 }  // namespace winattn::detail

@@ -1,26 +1,58 @@
 // nn.Linear through oneDNN: dst[m][o] = sum_i src[m][i] * weight[o][i] + bias[o].
 //
 // A matmul primitive is made per row count (the layer uses one or two row counts per input shape) with the
-// weights in the layout that primitive prefers, reordered once per layout and cached: a fixed row count
-// lets oneDNN use its brgemm kernels with the bias fused, where a run-time row count falls back to a GEMM
-// whose bias pass is generated on every call. prepare() may throw and runs outside parallel regions;
-// forward() never throws, runs on the calling thread (inside an OpenMP region it is single-threaded) and
-// may be called concurrently.
+// weights in the layout that primitive prefers, packed once per layout: a fixed row count lets oneDNN use
+// its brgemm kernels with the bias fused, where a run-time row count falls back to a GEMM whose bias pass is
+// generated on every call.
+//
+// Where memory goes, and its bounds:
+//  - Plans (a primitive, the packed weights it reads, and per-thread executors: a oneDNN stream and memory
+//    objects whose data handles are set per call) are cached per Linear by row count. Plans made with
+//    prepare(rows, /*pin=*/true) (the layer pins the ones it makes at create) are kept until the Linear is
+//    destroyed; the others are an LRU of at most kMaxCachedPlans, and trim() drops them all.
+//  - Primitives are shared by every Linear through a process-wide LRU of at most kMaxCachedPrimitives
+//    entries keyed by (rows, in, out, bias): the stateless layer makes new Linears on every call, and making
+//    a brgemm primitive costs milliseconds. A plan keeps its primitive alive when the LRU drops it.
+//  - oneDNN's own primitive cache is capped at kDnnlPrimitiveCacheCapacity entries when the first Linear is
+//    made, unless the process set a capacity (ONEDNN_PRIMITIVE_CACHE_CAPACITY / DNNL_PRIMITIVE_CACHE_CAPACITY
+//    or dnnl_set_primitive_cache_capacity) before: primitives left in it would otherwise outlive every plan.
+//  - Packed weights: one buffer per weights layout in use; trim() frees layouts no remaining plan reads.
+//
+// Threads and failure: prepare(), the Linear constructor and Lease's constructor may throw Error and run
+// outside parallel regions; they make every oneDNN object a forward needs. Lease::forward() and forward()
+// never throw, run oneDNN on the calling thread alone (inside an active OpenMP region oneDNN does so by
+// itself; outside one, or in a team of one, the calling task's nthreads ICV is set to 1 for the call and
+// restored), and may be called concurrently. Lease::forward() makes no oneDNN object and no allocation of
+// winattn's (oneDNN's execute may still allocate internally: a failure there is reported, not thrown).
+// A failure is reported as false with its kind: WINATTN_STATUS_OUT_OF_MEMORY when oneDNN or the C++
+// runtime ran out of memory, WINATTN_STATUS_INTERNAL_ERROR otherwise. dst may be partly written when a
+// forward fails.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <vector>
+
+#include "winattn/winattn.h"
 
 namespace winattn::detail {
 
 class Linear {
  public:
-  struct Plan;  // a primitive for one row count, with its packed weights
+  struct Plan;  // a primitive for one row count, with its packed weights and its executors
+  class Lease;
+
+  // Unpinned plans kept per Linear (least recently prepared dropped first).
+  static constexpr size_t kMaxCachedPlans = 8;
+  // Primitives kept by the process-wide cache (least recently used dropped first).
+  static constexpr size_t kMaxCachedPrimitives = 32;
+  // oneDNN's own primitive cache capacity set by the first Linear when the process has not chosen one
+  // (oneDNN's default is 1024).
+  static constexpr int kDnnlPrimitiveCacheCapacity = 64;
 
   // weight: [out_features][in_features] (nn.Linear), bias: [out_features] or nullptr. Copies both.
+  // Throws Error (OUT_OF_MEMORY when memory runs out).
   Linear(const float *weight, const float *bias, int64_t in_features, int64_t out_features);
   ~Linear();
   Linear(const Linear &) = delete;
@@ -29,17 +61,57 @@ class Linear {
   int64_t in_features() const { return in_; }
   int64_t out_features() const { return out_; }
 
-  // The plan for `rows` rows (created once, then cached; thread-safe). Throws Error.
-  std::shared_ptr<const Plan> prepare(int64_t rows) const;
-  // Bytes of scratch forward(plan, ...) needs.
+  // The plan for `rows` rows (made once, then cached; thread-safe). pin: keep it until the Linear is
+  // destroyed (trim() and the LRU skip it); a cached plan prepared again with pin becomes pinned.
+  // Throws Error.
+  std::shared_ptr<const Plan> prepare(int64_t rows, bool pin = false) const;
+  // Bytes of scratch a forward of this plan needs (the scratchpad argument).
   static size_t scratchpad_bytes(const Plan &plan);
-  // src: [rows][in_features], dst: [rows][out_features], dense; rows as prepared. False on a oneDNN error.
-  bool forward(const Plan &plan, const float *src, float *dst, void *scratchpad) const noexcept;
+
+  // src: [rows][in_features], dst: [rows][out_features], dense; rows as prepared. scratchpad: at least
+  // scratchpad_bytes(plan) bytes. Takes an idle executor of the plan, or makes one when all are busy (which
+  // allocates: reserve them with a Lease beforehand to avoid that). False on failure, with its kind in
+  // *failure when failure is not null. Never throws.
+  bool forward(const Plan &plan, const float *src, float *dst, void *scratchpad,
+               winattn_status *failure = nullptr) const noexcept;
+
+  // Drops the unpinned plans, the idle executors of pinned ones and the packed weights no plan reads.
+  // Plans held by running forwards (or Leases) stay alive until those end. Thread-safe.
+  void trim() const;
+  // Heap bytes held now: the weight and bias copies, packed weights, and per plan its scratchpad size (the
+  // measure of its oneDNN primitive) and its executors.
+  int64_t memory_bytes() const;
 
  private:
   struct Impl;
   int64_t in_, out_;
   std::unique_ptr<Impl> impl_;
+};
+
+// Executors of one plan reserved for one call: made (or taken from the plan's idle ones) by the
+// constructor, outside the parallel region, and given back by the destructor. Slot t serves one thread at
+// a time (e.g. omp_get_thread_num() of a team of `threads`).
+class Linear::Lease {
+ public:
+  // threads >= 1. Throws Error (OUT_OF_MEMORY when memory runs out).
+  Lease(const Linear &linear, std::shared_ptr<const Plan> plan, int threads);
+  ~Lease();
+  Lease(const Lease &) = delete;
+  Lease &operator=(const Lease &) = delete;
+
+  const Plan &plan() const { return *plan_; }
+  int threads() const { return static_cast<int>(executors_.size()); }
+
+  // As Linear::forward with the executor of `slot` (0 <= slot < threads()): makes nothing, allocates
+  // nothing of winattn's.
+  bool forward(int slot, const float *src, float *dst, void *scratchpad,
+               winattn_status *failure = nullptr) const noexcept;
+
+  struct Executor;
+
+ private:
+  std::shared_ptr<const Plan> plan_;
+  std::vector<Executor *> executors_;
 };
 
 }  // namespace winattn::detail
