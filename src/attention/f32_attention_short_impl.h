@@ -31,32 +31,21 @@
 
 namespace winattn::detail {
 
-// The short-window batched kernels (AttentionBatchFn), for 1 <= n <= 32 (any head_dim >= 1). They read
-// the transposed terms: bias_t / mask_t (with ld_bias_t / ld_mask_t >= n) of each item, wherever the
-// item has a bias or mask; bias and mask themselves are not read. count <= the kernel's max_batch().
-// workspace: the kernel's workspace_floats(n, head_dim) floats, 64-byte aligned.
-void f32_attention_short_r16_avx512(const AttentionShape &shape, const AttentionItem *items, int64_t count,
-                                    float *workspace);
-size_t f32_attention_short_r16_avx512_workspace_floats(int64_t n, int64_t head_dim);
-int64_t f32_attention_short_r16_avx512_max_batch();
-
-void f32_attention_short_r8_avx2(const AttentionShape &shape, const AttentionItem *items, int64_t count,
-                                 float *workspace);
-size_t f32_attention_short_r8_avx2_workspace_floats(int64_t n, int64_t head_dim);
-int64_t f32_attention_short_r8_avx2_max_batch();
-
-// The scalar reference, item by item (f32_attention_scalar); reads bias and mask (not transposed).
-void f32_attention_short_scalar(const AttentionShape &shape, const AttentionItem *items, int64_t count,
-                                float *workspace);
-size_t f32_attention_short_scalar_workspace_floats(int64_t n, int64_t head_dim);
-int64_t f32_attention_short_scalar_max_batch();
+// The short-window batched kernels (run_batch only), defined in f32_attention_short_avx512.cpp and
+// f32_attention_short_avx2.cpp: "16x2" = logits^T computed 16 query rows (lanes, packed from consecutive
+// items) by 2 keys at a time. They compute any n in [1, 32] (kMaxN) and any head_dim >= 1, and read the
+// transposed terms only: bias_t / mask_t (rows ld_bias_t / ld_mask_t >= n floats apart; a symmetric mask
+// may be passed as its own transpose with ld n) of each item that has a bias or mask; bias and mask
+// themselves are not read. Items may differ in scale and terms; results of an item are the same bits
+// whatever batch it is run in.
+extern const AttentionKernelInfo f32_attention_short_16x2_avx512;
+extern const AttentionKernelInfo f32_attention_short_8x2_avx2;
 
 namespace attention_short_impl {
 
 constexpr int64_t kMaxN = 32;
-// Nothing in the kernels depends on it (their scratch does not grow with the batch); it bounds a call so
-// that threads can share out the items in small chunks.
-constexpr int64_t kMaxBatch = 64;
+// Nothing in the kernels depends on it (their scratch does not grow with the batch): the callers' bound.
+constexpr int64_t kMaxBatch = kMaxBatchItems;
 
 inline int64_t quads_of(int64_t n) {
   return (n + 3) / 4;
@@ -72,14 +61,18 @@ inline size_t workspace_floats_for(int64_t n, int64_t width) {
   const int64_t n_pad = (n + width - 1) / width * width;
   return static_cast<size_t>(n * width * (2 + ring_slots(n, width)) + n_pad + width + 16);
 }
+template <class T>
+size_t workspace_floats(int64_t n, int64_t /*head_dim*/) {
+  return workspace_floats_for(n, T::kWidth);
+}
 
 template <class T>
 struct Kernel {
   using V = typename T::Vec;
   using M = typename T::Mask;
   static constexpr int W = T::kWidth;
-  static constexpr int kQuads = W / 4;            // quads per slot
-  static constexpr int kTileQuads = kQuads / 2;   // quads per half tile
+  static constexpr int kQuads = W / 4;           // quads per slot
+  static constexpr int kTileQuads = kQuads / 2;  // quads per half tile
   static constexpr int kTileRows = 4 * kTileQuads;
 
   struct Call {
@@ -133,11 +126,14 @@ struct Kernel {
   // those at kb (the same when kShared). key_step: floats from key j to key j + 1 (0 when j + 1 == n: the
   // second key repeats the first and is not used).
   template <bool kShared>
-  static inline void dot_tile(const float *const (&q)[kTileRows], const float *ka, const float *kb,
-                              int64_t key_step, int64_t d, V (&acc)[2][kTileRows]) {
+  __attribute__((always_inline)) static inline void dot_tile(const float *const (&q)[kTileRows],
+                                                             const float *ka, const float *kb,
+                                                             int64_t key_step, int64_t d,
+                                                             V (&out)[2][kTileRows]) {
+    V acc0[kTileRows], acc1[kTileRows];  // locals, so that they stay in registers
 #pragma GCC unroll 8
-    for (int r = 0; r < kTileRows; ++r) acc[0][r] = acc[1][r] = T::zero();
-    auto step = [&](int64_t c, auto load) {
+    for (int r = 0; r < kTileRows; ++r) acc0[r] = acc1[r] = T::zero();
+    auto step = [&](int64_t c, auto load) __attribute__((always_inline)) {
       const V a0 = load(ka + c), a1 = load(ka + key_step + c);
       V b0 = a0, b1 = a1;
       if constexpr (!kShared && kTileRows > 4) {
@@ -146,22 +142,32 @@ struct Kernel {
       }
 #pragma GCC unroll 8
       for (int r = 0; r < kTileRows; ++r) {
-        const V x = load(q[r] + c);
-        acc[0][r] = T::fmadd(x, r < 4 ? a0 : b0, acc[0][r]);
-        acc[1][r] = T::fmadd(x, r < 4 ? a1 : b1, acc[1][r]);
+        V x = load(q[r] + c);
+        T::in_register(x);  // one load for both FMAs (the compiler would fold it into each)
+        acc0[r] = T::fmadd(x, r < 4 ? a0 : b0, acc0[r]);
+        acc1[r] = T::fmadd(x, r < 4 ? a1 : b1, acc1[r]);
       }
     };
     int64_t c = 0;
-    for (; c + W <= d; c += W) step(c, [](const float *p) { return T::loadu(p); });
+    for (; c + W <= d; c += W)
+      step(
+          c, [](const float *p) __attribute__((always_inline)) { return T::loadu(p); });
     if (c < d) {
       const M tail = T::lanes(0, d - c);
-      step(c, [tail](const float *p) { return T::maskz_loadu(tail, p); });
+      step(
+          c, [tail](const float *p) __attribute__((always_inline)) { return T::maskz_loadu(tail, p); });
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < kTileRows; ++r) {
+      out[0][r] = acc0[r];
+      out[1][r] = acc1[r];
     }
   }
 
   // Half h of the slot (quads [h * kTileQuads, (h + 1) * kTileQuads)), keys j and j + 1: out[k] holds
   // the half's dot products for key j + k, partly reduced (T::part), for T::join.
-  static inline void half_tile(const Call &c, const Quad *quads, int64_t j, V (&out)[2]) {
+  __attribute__((always_inline)) static inline void half_tile(const Call &c, const Quad *quads, int64_t j,
+                                                              V (&out)[2]) {
     const AttentionItem &a = c.items[quads[0].item];
     const AttentionItem &b = c.items[quads[kTileQuads - 1].item];
     const float *q[kTileRows];
@@ -205,10 +211,9 @@ struct Kernel {
       const AttentionItem &item = c.items[quad.item];
       for (int i = 0; i < 4; ++i) {
         const int64_t row = quad.row0 + (i < quad.rows ? i : quad.rows - 1);
-        c.row_scale[4 * t + i] =
-            t >= used ? 0.0f
-            : c.cosine ? item.scale / norm_or_eps(item.q + row * c.ld_q, c.d)
-                       : item.scale;
+        c.row_scale[4 * t + i] = t >= used  ? 0.0f
+                                 : c.cosine ? item.scale / norm_or_eps(item.q + row * c.ld_q, c.d)
+                                            : item.scale;
       }
       if (c.cosine) {
         if (quad.item != norm_item) {
@@ -228,8 +233,8 @@ struct Kernel {
           return;
         }
         const uintptr_t row0 = reinterpret_cast<uintptr_t>(term + quad.row0);
-        segments[count++] = Segment{row0 - static_cast<uintptr_t>(4 * t) * sizeof(float), ld,
-                                    T::lanes(4 * t, quad.rows)};
+        segments[count++] =
+            Segment{row0 - static_cast<uintptr_t>(4 * t) * sizeof(float), ld, T::lanes(4 * t, quad.rows)};
       };
       add(bias, bias_count, item.terms.bias_t, item.terms.ld_bias_t);
       add(mask, mask_count, item.terms.mask_t, item.terms.ld_mask_t);
@@ -279,8 +284,8 @@ struct Kernel {
   }
 
   // out rows [0, R) x channel vectors [c0, c0 + NV) of an item: sum_j P^T[j][row] v_j. p[r]: row r's
-  // lane of P^T for key 0 (key j is j * W floats further).
-  template <int R, int NV>
+  // lane of P^T for key 0 (key j is j * W floats further). kPartial: the last vector ends at d, inside.
+  template <int R, int NV, bool kPartial>
   static inline void pv_tile(const float *const *p, const float *v, int64_t ld_v, int64_t n, int64_t c0,
                              int64_t d, float *out, int64_t ld_out) {
     V acc[R][NV];
@@ -288,18 +293,19 @@ struct Kernel {
     for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
       for (int u = 0; u < NV; ++u) acc[r][u] = T::zero();
-    const int64_t last = c0 + (NV - 1) * W;  // only the last vector may be partial
-    const bool partial = last + W > d;
-    const M tail = T::lanes(0, partial ? d - last : W);
-    for (int64_t j = 0; j < n; ++j) {
-      const float *vj = v + j * ld_v + c0;
+    const M tail = T::lanes(0, d - (c0 + (NV - 1) * W));
+    const float *pr[R];
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) pr[r] = p[r];
+    const float *vj = v + c0;
+    for (int64_t j = 0; j < n; ++j, vj += ld_v) {
       V vv[NV];
 #pragma GCC unroll 4
       for (int u = 0; u < NV; ++u)
-        vv[u] = u == NV - 1 && partial ? T::maskz_loadu(tail, vj + u * W) : T::loadu(vj + u * W);
+        vv[u] = u == NV - 1 && kPartial ? T::maskz_loadu(tail, vj + u * W) : T::loadu(vj + u * W);
 #pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
-        const V w = T::broadcast(p[r] + j * W);
+        const V w = T::broadcast(pr[r] + j * W);
 #pragma GCC unroll 4
         for (int u = 0; u < NV; ++u) acc[r][u] = T::fmadd(w, vv[u], acc[r][u]);
       }
@@ -309,7 +315,7 @@ struct Kernel {
       float *dst = out + r * ld_out + c0;
 #pragma GCC unroll 4
       for (int u = 0; u < NV; ++u) {
-        if (u == NV - 1 && partial) {
+        if (u == NV - 1 && kPartial) {
           T::mask_storeu(dst + u * W, tail, acc[r][u]);
         } else {
           T::storeu(dst + u * W, acc[r][u]);
@@ -320,12 +326,16 @@ struct Kernel {
 
   // Rows [0, rows) with rows <= R, in one tile.
   template <int R, int NV>
-  static inline void pv_rows(int rows, const float *const *p, const float *v, int64_t ld_v, int64_t n,
-                             int64_t c0, int64_t d, float *out, int64_t ld_out) {
+  static inline void pv_rows(int rows, bool partial, const float *const *p, const float *v, int64_t ld_v,
+                             int64_t n, int64_t c0, int64_t d, float *out, int64_t ld_out) {
     if constexpr (R > 1) {
-      if (rows < R) return pv_rows<R - 1, NV>(rows, p, v, ld_v, n, c0, d, out, ld_out);
+      if (rows < R) return pv_rows<R - 1, NV>(rows, partial, p, v, ld_v, n, c0, d, out, ld_out);
     }
-    pv_tile<R, NV>(p, v, ld_v, n, c0, d, out, ld_out);
+    if (partial) {
+      pv_tile<R, NV, true>(p, v, ld_v, n, c0, d, out, ld_out);
+    } else {
+      pv_tile<R, NV, false>(p, v, ld_v, n, c0, d, out, ld_out);
+    }
   }
 
   // All rows of channel vectors [c0, c0 + NV): row tiles of nearly equal height.
@@ -333,11 +343,12 @@ struct Kernel {
   static void pv_columns(const float *const *p, const float *v, int64_t ld_v, int64_t n, int64_t c0,
                          int64_t d, float *out, int64_t ld_out) {
     constexpr int kRows = T::pv_rows(NV);
+    const bool partial = c0 + NV * W > d;
     const int64_t tiles = (n + kRows - 1) / kRows;
     int64_t r0 = 0;
     for (int64_t t = 0; t < tiles; ++t) {
       const int rows = static_cast<int>((n - r0 + (tiles - t) - 1) / (tiles - t));
-      pv_rows<kRows, NV>(rows, p + r0, v, ld_v, n, c0, d, out + r0 * ld_out, ld_out);
+      pv_rows<kRows, NV>(rows, partial, p + r0, v, ld_v, n, c0, d, out + r0 * ld_out, ld_out);
       r0 += rows;
     }
   }
