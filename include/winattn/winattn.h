@@ -5,8 +5,9 @@
  *  - Arrays are dense, row-major, float32 unless stated; the layout is written next to each argument as
  *    [dim0][dim1]... with the last index varying fastest.
  *  - Every fallible function returns a winattn_status. On any status other than WINATTN_STATUS_OK nothing
- *    has been written to any output, and winattn_last_error_message() returns a sentence naming the
- *    offending argument and its value (per thread).
+ *    has been written to any output (one exception, at winattn_layer_forward: a failure inside oneDNN's
+ *    execution mid-call), and winattn_last_error_message() returns a sentence naming the offending argument
+ *    and its value (per thread).
  *  - No C++ exception, abort, assert or exit ever leaves the library: every input is answered with a status.
  *  - Inputs are never modified. The caller owns every array it passes; the library keeps no pointer to it
  *    after the call returns (winattn_layer_create copies what it needs).
@@ -247,7 +248,13 @@ WINATTN_API winattn_status winattn_layer_create(const winattn_layer_desc *desc, 
 /* Runs the layer: input and output [batch][grid[0]][grid[1]][grid[2]][channels]; same semantics as
    winattn_shifted_window_attention. Thread-safe on one layer. Errors: NULL layer/input/grid/output,
    batch or grid entries <= 0, overflowing sizes, output overlapping input, a destroyed layer (detected on a
-   best-effort basis). */
+   best-effort basis). OUT_OF_MEMORY when memory runs out.
+   What the output holds on failure: argument errors and allocation failures of winattn's own memory leave
+   it untouched (all memory a call needs is taken before the first write). The output is written window
+   chunk by window chunk, each chunk whole after its two projections succeeded; if oneDNN fails inside a
+   projection after other chunks were written (an allocation inside oneDNN: OUT_OF_MEMORY; anything else:
+   INTERNAL_ERROR), every output element holds either its result or the value it had before the call.
+   The same holds for winattn_shifted_window_attention. */
 WINATTN_API winattn_status winattn_layer_forward(const winattn_layer *layer, const float *input,
                                                  int64_t batch, const int64_t *grid, float *output);
 

@@ -146,15 +146,7 @@ void window_attention(int64_t num_windows, int64_t num_heads, int64_t n, int64_t
     }
     return terms;
   };
-#pragma omp parallel num_threads(threads) if (threads > 1)
-  {
-#pragma omp for schedule(static)
-    for (int64_t h = 0; h < bias_count; ++h) transpose_terms(bias + h * n * n, n, bias_t + h * n * ld_t);
-    float *const scratch = base + per_thread * static_cast<size_t>(thread_index());
-    // Guided: work units differ in cost (windows with a mask, and the thread that prepares a mask window).
-    // Units are independent, so the schedule cannot change a result.
-#pragma omp for schedule(guided)
-    for (int64_t unit = 0; unit < groups; ++unit) {
+auto run_unit = [&](int64_t unit, float *scratch) {
       if (kernel.run_batch != nullptr) {
         const int64_t first = unit * group, count = std::min(group, items - first);
         AttentionItem batch[kMaxBatchItems];
@@ -168,7 +160,7 @@ void window_attention(int64_t num_windows, int64_t num_heads, int64_t n, int64_t
           batch[i].terms = terms_of(first + i);
         }
         kernel.run_batch(shape, batch, count, scratch);
-        continue;
+        return;
       }
       const int64_t item = unit;
       const size_t offset = static_cast<size_t>(item * head_stride);
@@ -185,7 +177,19 @@ void window_attention(int64_t num_windows, int64_t num_heads, int64_t n, int64_t
         item_shape.prefetch[3] = {out + next, head_stride};
       }
       kernel.run(item_shape, q + offset, k + offset, v + offset, scale, terms, out + offset, scratch);
-    }
+    };
+  if (threads <= 1) {  // no team: starting one allocates, and libgomp exits when that fails
+    for (int64_t h = 0; h < bias_count; ++h) transpose_terms(bias + h * n * n, n, bias_t + h * n * ld_t);
+    for (int64_t unit = 0; unit < groups; ++unit) run_unit(unit, base);
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+#pragma omp for schedule(static)
+    for (int64_t h = 0; h < bias_count; ++h) transpose_terms(bias + h * n * n, n, bias_t + h * n * ld_t);
+    float *const scratch = base + per_thread * static_cast<size_t>(thread_index());
+#pragma omp for schedule(guided)
+    for (int64_t unit = 0; unit < groups; ++unit) run_unit(unit, scratch);
   }
 }
 

@@ -57,8 +57,8 @@ WindowAttentionLayer::WindowAttentionLayer(const LayerSpec &spec)
   // Pack the weights now, for the row count of a full chunk: forwards on batches of any size then find
   // their layout packed (a call with fewer windows than a chunk only adds a primitive for its row count).
   const int64_t full_chunk_rows = windows_per_chunk(tokens_, c, INT64_MAX / 2) * tokens_;
-  qkv_->prepare(full_chunk_rows);
-  proj_->prepare(full_chunk_rows);
+  qkv_->prepare(full_chunk_rows, /*pin=*/true);
+  proj_->prepare(full_chunk_rows, /*pin=*/true);
   if (spec.bias != nullptr) {
     bias_.assign(spec.bias, spec.bias + num_heads_ * tokens_ * tokens_);
     const int64_t ld = transposed_terms_ld(tokens_);
@@ -99,8 +99,12 @@ std::shared_ptr<const WindowAttentionLayer::Mask> WindowAttentionLayer::mask_for
 }
 
 void WindowAttentionLayer::trim() const {
-  std::lock_guard<std::mutex> lock(mask_mutex_);
-  for (auto &mask : masks_) mask.reset();  // forwards that hold one keep it alive until they end
+  {
+    std::lock_guard<std::mutex> lock(mask_mutex_);
+    for (auto &mask : masks_) mask.reset();  // forwards that hold one keep it alive until they end
+  }
+  qkv_->trim();
+  proj_->trim();
 }
 
 int64_t WindowAttentionLayer::memory_bytes() const {
@@ -110,6 +114,7 @@ int64_t WindowAttentionLayer::memory_bytes() const {
     for (const auto &mask : masks_)
       if (mask) bytes += sizeof(float) * mask->capacity();
   }
+  bytes += qkv_->memory_bytes() + proj_->memory_bytes();
   return static_cast<int64_t>(bytes);
 }
 
@@ -159,80 +164,93 @@ void WindowAttentionLayer::forward(const float *input, int64_t batch, const int6
   const size_t per_thread = x_floats + qkv_floats + attention_floats + scratch_floats;
   ScratchLease lease(per_thread * static_cast<size_t>(threads));  // may throw: before any output
   float *const workspace = lease.data();
+  // oneDNN's executors for every thread, made now (may throw), so the chunks make nothing.
+  const Linear::Lease qkv_lease(*qkv_, qkv_plan, threads), proj_lease(*proj_, proj_plan, threads);
   const float *bias = bias_.empty() ? nullptr : bias_.data();
   const float *bias_t = bias_t_.empty() ? nullptr : bias_t_.data();
   const int64_t ld_bias_t = transposed_terms_ld(n);
   const int64_t head_dim = head_dim_, heads = num_heads_;
   const bool cosine = cosine_;
   const int64_t group = kernel.run_batch != nullptr ? std::min(kernel.max_batch, kMaxBatchItems) : 1;
-  std::atomic<bool> failed{false};
+  std::atomic<int> failure{WINATTN_STATUS_OK};
+  auto record = [&](winattn_status status) {
+    int expected = WINATTN_STATUS_OK;
+    failure.compare_exchange_strong(expected, status);
+  };
 
-#pragma omp parallel num_threads(threads)
-  {
-    // oneDNN runs each matmul on the calling thread: without this, a 1-thread region is inactive and
-    // oneDNN would open its own team of omp_get_max_threads() threads inside it. The setting is this
-    // implicit task's own and ends with the region.
-    omp_set_num_threads(1);
-    float *x = workspace + per_thread * static_cast<size_t>(thread_index());
+  AttentionShape shape;
+  shape.n = n;
+  shape.head_dim = head_dim;
+  shape.ld_q = shape.ld_k = shape.ld_v = 3 * c;
+  shape.ld_out = c;
+  shape.cosine = cosine;
+  auto run_task = [&](int64_t task, int slot) {
+    float *x = workspace + per_thread * static_cast<size_t>(slot);
     float *qkv = x + x_floats;
     float *scratch = qkv + qkv_floats;
     void *dnnl_scratch = scratch + attention_floats;
-    AttentionShape shape;
-    shape.n = n;
-    shape.head_dim = head_dim;
-    shape.ld_q = shape.ld_k = shape.ld_v = 3 * c;
-    shape.ld_out = c;
-    shape.cosine = cosine;
+    const int64_t first = task * chunk;
+    const int64_t count = std::min(chunk, total_windows - first);
+    gather_windows(g, input, first, count, x);
+    if (count < chunk)
+      std::memset(x + count * n * c, 0, sizeof(float) * static_cast<size_t>((chunk - count) * n * c));
+    winattn_status why = WINATTN_STATUS_INTERNAL_ERROR;
+    if (!qkv_lease.forward(slot, x, qkv, dnnl_scratch, &why)) {
+      record(why);
+      return;
+    }
+    const int64_t items = count * heads;
+    for (int64_t first_item = 0; first_item < items; first_item += group) {
+      const int64_t group_size = std::min(group, items - first_item);
+      AttentionItem group_items[kMaxBatchItems];
+      for (int64_t i = 0; i < group_size; ++i) {
+        const int64_t w = (first_item + i) / heads, h = (first_item + i) % heads;
+        const float *window_qkv = qkv + w * n * 3 * c;
+        AttentionItem &item = group_items[i];
+        item.q = window_qkv + h * head_dim;
+        item.k = window_qkv + c + h * head_dim;
+        item.v = window_qkv + 2 * c + h * head_dim;
+        item.out = x + w * n * c + h * head_dim;
+        item.scale = head_scale_[h];
+        const float *mask = mask_of_window(first + w);
+        item.terms.mask = mask;
+        item.terms.mask_t = mask;
+        item.terms.ld_mask_t = n;
+        item.terms.ld_bias_t = ld_bias_t;
+        if (bias != nullptr) {
+          item.terms.bias = bias + h * n * n;
+          item.terms.bias_t = bias_t + h * n * ld_bias_t;
+        }
+      }
+      if (kernel.run_batch != nullptr) {
+        kernel.run_batch(shape, group_items, group_size, scratch);
+      } else {
+        const AttentionItem &item = group_items[0];
+        kernel.run(shape, item.q, item.k, item.v, item.scale, item.terms, item.out, scratch);
+      }
+    }
+    // A chunk's windows are written whole, after both projections succeeded: on a failure every output
+    // element holds its result or its previous value (documented at winattn_layer_forward).
+    if (!proj_lease.forward(slot, x, qkv, dnnl_scratch, &why)) {
+      record(why);
+      return;
+    }
+    scatter_windows(g, qkv, c, first, count, output);
+  };
+
+  if (threads <= 1) {  // the calling thread alone: no team (starting one allocates; libgomp exits on failure)
+    for (int64_t task = 0; task < tasks; ++task) run_task(task, 0);
+  } else {
+#pragma omp parallel num_threads(threads)
+    {
+      const int slot = thread_index();
 #pragma omp for schedule(static)
-    for (int64_t task = 0; task < tasks; ++task) {
-      const int64_t first = task * chunk;
-      const int64_t count = std::min(chunk, total_windows - first);
-      gather_windows(g, input, first, count, x);
-      if (count < chunk)
-        std::memset(x + count * n * c, 0, sizeof(float) * static_cast<size_t>((chunk - count) * n * c));
-      if (!qkv_->forward(*qkv_plan, x, qkv, dnnl_scratch)) {
-        failed.store(true);
-        continue;
-      }
-      // The chunk's (window, head) items, window-major, one at a time or in groups for a batched kernel.
-      const int64_t items = count * heads;
-      for (int64_t first_item = 0; first_item < items; first_item += group) {
-        const int64_t group_size = std::min(group, items - first_item);
-        AttentionItem group_items[kMaxBatchItems];
-        for (int64_t i = 0; i < group_size; ++i) {
-          const int64_t w = (first_item + i) / heads, h = (first_item + i) % heads;
-          const float *window_qkv = qkv + w * n * 3 * c;
-          AttentionItem &item = group_items[i];
-          item.q = window_qkv + h * head_dim;
-          item.k = window_qkv + c + h * head_dim;
-          item.v = window_qkv + 2 * c + h * head_dim;
-          item.out = x + w * n * c + h * head_dim;
-          item.scale = head_scale_[h];
-          const float *mask = mask_of_window(first + w);
-          item.terms.mask = mask;
-          item.terms.mask_t = mask;  // symmetric: token i and j are masked when their regions differ
-          item.terms.ld_mask_t = n;
-          item.terms.ld_bias_t = ld_bias_t;
-          if (bias != nullptr) {
-            item.terms.bias = bias + h * n * n;
-            item.terms.bias_t = bias_t + h * n * ld_bias_t;
-          }
-        }
-        if (kernel.run_batch != nullptr) {
-          kernel.run_batch(shape, group_items, group_size, scratch);
-        } else {
-          const AttentionItem &item = group_items[0];
-          kernel.run(shape, item.q, item.k, item.v, item.scale, item.terms, item.out, scratch);
-        }
-      }
-      if (!proj_->forward(*proj_plan, x, qkv, dnnl_scratch)) {
-        failed.store(true);
-        continue;
-      }
-      scatter_windows(g, qkv, c, first, count, output);
+      for (int64_t task = 0; task < tasks; ++task) run_task(task, slot);
     }
   }
-  if (failed.load()) throw Error(WINATTN_STATUS_INTERNAL_ERROR, "oneDNN matmul execution failed");
+  const int status = failure.load();
+  if (status == WINATTN_STATUS_OUT_OF_MEMORY) throw Error(WINATTN_STATUS_OUT_OF_MEMORY, "out of memory in a projection");
+  if (status != WINATTN_STATUS_OK) throw Error(static_cast<winattn_status>(status), "oneDNN matmul execution failed");
 }
 
 }  // namespace winattn::detail

@@ -57,12 +57,17 @@ void relative_position_bias(const float *table, int64_t table_rows, int64_t num_
   const int64_t blocks = (count + kBlock - 1) / kBlock;
   const int64_t items = num_heads * blocks;
   const int threads = team_size_for_work(items, count * num_heads);
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-  for (int64_t item = 0; item < items; ++item) {
+  auto run_item = [&](int64_t item) {
     const int64_t h = item / blocks, t0 = item % blocks * kBlock;
     const int64_t len = count - t0 < kBlock ? count - t0 : kBlock;
     gather(table + h, scaled.data() + t0, len, bias + h * count + t0);
+  };
+  if (threads <= 1) {
+    for (int64_t item = 0; item < items; ++item) run_item(item);
+    return;
   }
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t item = 0; item < items; ++item) run_item(item);
 }
 
 void relative_position_bias_backward(const float *grad_bias, int64_t table_rows, int64_t num_heads,
