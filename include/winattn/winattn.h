@@ -285,6 +285,50 @@ WINATTN_API winattn_status winattn_layer_trim(winattn_layer *layer);
    (oneDNN's primitive objects are counted by their scratch sizes). Errors: not a live layer, NULL bytes. */
 WINATTN_API winattn_status winattn_layer_memory_bytes(const winattn_layer *layer, int64_t *bytes);
 
+/* ------------------------------------------------------------------------------------------------------ */
+/* The Swin transformer block                                                                              */
+/* ------------------------------------------------------------------------------------------------------ */
+
+/* One Swin block in eval mode (dropout and stochastic depth are identity), torchvision's
+   SwinTransformerBlock (v1, pre-norm) and SwinTransformerBlockV2 (res-post-norm), 2D and 3D:
+     v1 (post_norm 0): y = x + attn(norm1(x));  out = y + mlp(norm2(y))
+     v2 (post_norm 1): y = x + norm1(attn(x));  out = y + norm2(mlp(y))
+   attn is the shifted-window attention layer described by `attention` (winattn_layer_desc, v1 or v2 bias);
+   norm1 and norm2 are LayerNorm over the channels (eps norm_eps, biased variance as torch); mlp is
+   fc2(GELU(fc1(z))) with the exact erf GELU of nn.GELU(). Prepacked at create like the layer; forward may
+   be called concurrently from any number of threads on one block, with any batch and grid per call. */
+typedef struct winattn_block winattn_block;
+typedef struct winattn_block_desc {
+  winattn_layer_desc attention;            /* channels, heads, window, shift, qkv/proj, position bias */
+  const float *norm1_weight, *norm1_bias;  /* [channels] each */
+  const float *norm2_weight, *norm2_bias;  /* [channels] each */
+  float norm_eps;                          /* LayerNorm epsilon; 0 selects torchvision's 1e-5 */
+  int32_t post_norm;                       /* 0: Swin v1 pre-norm; 1: SwinV2 res-post-norm */
+  int64_t mlp_hidden;                      /* fc1's output features (4 * channels in Swin) */
+  const float *fc1_weight, *fc1_bias;      /* [mlp_hidden][channels], [mlp_hidden] or NULL */
+  const float *fc2_weight, *fc2_bias;      /* [channels][mlp_hidden], [channels] or NULL */
+  int num_threads;                         /* this block's thread budget; 0 = the process setting */
+  uint32_t flags;                          /* 0; reserved */
+} winattn_block_desc;
+
+/* Creates a block from desc (everything copied and packed; the caller may free its arrays afterwards),
+   writing the handle to *block (set only on success). Errors: as winattn_layer_create for desc->attention,
+   plus NULL norm or fc weights, mlp_hidden <= 0, post_norm not 0 or 1, a negative or NaN norm_eps,
+   num_threads outside [0, WINATTN_MAX_THREADS], non-zero flags. */
+WINATTN_API winattn_status winattn_block_create(const winattn_block_desc *desc, winattn_block **block);
+
+/* Runs the block: input and output [batch][grid[0]][grid[1]][grid[2]][channels] (2D: grid[0] = 1).
+   Thread-safe on one block. Errors and what the output holds on failure: as winattn_layer_forward. */
+WINATTN_API winattn_status winattn_block_forward(const winattn_block *block, const float *input, int64_t batch,
+                                                 const int64_t *grid, float *output);
+
+/* The block's thread budget, as winattn_layer_set_num_threads. Errors: not a live block, num_threads out
+   of [0, WINATTN_MAX_THREADS]. */
+WINATTN_API winattn_status winattn_block_set_num_threads(winattn_block *block, int num_threads);
+
+/* Frees the block. NULL does nothing. Must not race with a forward on the same block. */
+WINATTN_API void winattn_block_destroy(winattn_block *block);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif
