@@ -22,7 +22,10 @@ namespace {
 // qkv and output (4 * rows * C floats) stay in a 1 MiB L2; then evened out over the chunks. Depends on the
 // shapes only, never on the thread count, so results are bit-identical for every thread count.
 int64_t windows_per_chunk(int64_t tokens, int64_t channels, int64_t total_windows) {
-  int64_t target_rows = 24576 / channels;  // ~384 KiB of activations
+  // ~384 KiB of activations; from C = 512 on, at least C rows: the projection weights (4 C^2 floats, 4 MiB
+  // and more) no longer fit any cache and are streamed once per chunk, so a chunk must amortise them.
+  int64_t target_rows = 24576 / channels;
+  if (channels >= 512) target_rows = std::max(target_rows, channels);
   if (const char *env = std::getenv("WINATTN_LAYER_CHUNK_ROWS")) {
     const long value = std::strtol(env, nullptr, 10);
     if (value > 0) target_rows = value;
