@@ -1,6 +1,8 @@
 // The whole shifted-window attention layer: winattn_layer_forward (prepacked weights, bias looked up at
 // create) and winattn_shifted_window_attention (stateless, torchvision-style arguments). FLOPs per forward:
 // 2*T*C*3C (qkv) + 2*T*C*C (proj) + 4*nW*nH*N^2*head_dim (attention core), T = tokens incl. padding.
+// The Swin block (winattn_block_forward, v1 pre-norm, MLP width 4C) on some of the same shapes: the layer's
+// FLOPs plus 2*T*C*4C*2 for the MLP (norms, GELU and residual adds not counted).
 // The temporal cases are AIM's temporal attention (video adapters on ViT-B/16): [B][frames][14][14][768],
 // window (frames, 1, 1), no shift, a (2*frames-1) x heads bias table indexed by t_i - t_j + frames - 1.
 //
@@ -196,6 +198,90 @@ void run_stateless(benchmark::State &state, const LayerCase &c, const std::strin
   wb::set_flop_counters(state, c.flops(), threads);
 }
 
+// The Swin block cases: Swin-T stage 1 (B = 1, 8) and stage 3 (B = 8), v1 (pre-norm) blocks on the layer
+// cases of the same name.
+const char *const kBlockCases[] = {"swin_t_s1_B1", "swin_t_s1_B8", "swin_t_s3_B8"};
+
+double block_flops(const LayerCase &c) {
+  const double t = static_cast<double>(c.tokens()), ch = static_cast<double>(c.channels);
+  return c.flops() + 2.0 * t * ch * 4.0 * ch * 2.0;
+}
+
+struct BlockData {
+  std::string key;
+  std::vector<float> norms, fc1_w, fc1_b, fc2_w, fc2_b;  // norms: norm1 weight, bias, norm2 weight, bias
+  winattn_block *block = nullptr;
+  ~BlockData() { winattn_block_destroy(block); }
+};
+
+// The block of a case, over the layer's weights (data_for) plus norms and an MLP of its own.
+BlockData *block_for(const LayerCase &c, benchmark::State &state, LayerData **layer_data) {
+  static std::unique_ptr<BlockData> current;
+  LayerData *d = data_for(c, state);
+  *layer_data = d;
+  if (!d) return nullptr;
+  if (current && current->key == c.name) return current.get();
+  current.reset();
+  auto b = std::make_unique<BlockData>();
+  b->key = c.name;
+  const int64_t C = c.channels, hidden = 4 * C;
+  b->norms.resize(static_cast<size_t>(4 * C));
+  b->fc1_w.resize(static_cast<size_t>(hidden * C));
+  b->fc1_b.resize(static_cast<size_t>(hidden));
+  b->fc2_w.resize(static_cast<size_t>(C * hidden));
+  b->fc2_b.resize(static_cast<size_t>(C));
+  wb::fill_uniform(b->norms, 21, 0.5f, 1.5f);
+  wb::fill_uniform(b->fc1_w, 22, -1.0f / std::sqrt(static_cast<float>(C)),
+                   1.0f / std::sqrt(static_cast<float>(C)));
+  wb::fill_uniform(b->fc1_b, 23, -0.1f, 0.1f);
+  wb::fill_uniform(b->fc2_w, 24, -0.5f / std::sqrt(static_cast<float>(C)),
+                   0.5f / std::sqrt(static_cast<float>(C)));
+  wb::fill_uniform(b->fc2_b, 25, -0.1f, 0.1f);
+  winattn_block_desc desc{};
+  desc.attention.channels = C;
+  desc.attention.num_heads = c.heads;
+  c.window3(desc.attention.window);
+  c.shift3(desc.attention.shift);
+  desc.attention.qkv_weight = d->qkv_w.data();
+  desc.attention.qkv_bias = d->qkv_b.data();
+  desc.attention.proj_weight = d->proj_w.data();
+  desc.attention.proj_bias = d->proj_b.data();
+  desc.attention.relative_position_bias_table = d->table.data();
+  desc.attention.compute_dtype = WINATTN_DTYPE_F32;
+  desc.norm1_weight = b->norms.data();
+  desc.norm1_bias = b->norms.data() + C;
+  desc.norm2_weight = b->norms.data() + 2 * C;
+  desc.norm2_bias = b->norms.data() + 3 * C;
+  desc.mlp_hidden = hidden;
+  desc.fc1_weight = b->fc1_w.data();
+  desc.fc1_bias = b->fc1_b.data();
+  desc.fc2_weight = b->fc2_w.data();
+  desc.fc2_bias = b->fc2_b.data();
+  if (!wb::check(state, winattn_block_create(&desc, &b->block), "winattn_block_create")) return nullptr;
+  current = std::move(b);
+  return current.get();
+}
+
+void run_block(benchmark::State &state, const LayerCase &c, const std::string &isa, int threads) {
+  if (!wb::configure(state, isa, threads)) return;
+  LayerData *d = nullptr;
+  BlockData *b = block_for(c, state, &d);
+  if (!b) return;
+  const int64_t grid[3] = {c.depth(), c.height, c.width};
+  if (!wb::check(state, winattn_block_forward(b->block, d->input.data(), c.batch, grid, d->output.data()),
+                 "winattn_block_forward"))
+    return;
+  for (auto _ : state) {
+    const winattn_status s =
+        winattn_block_forward(b->block, d->input.data(), c.batch, grid, d->output.data());
+    if (!wb::check(state, s, "winattn_block_forward")) break;
+    benchmark::DoNotOptimize(d->output.data());
+    benchmark::ClobberMemory();
+  }
+  if (state.error_occurred()) return;
+  wb::set_flop_counters(state, block_flops(c), threads);
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
@@ -216,6 +302,21 @@ int main(int argc, char **argv) {
                           });
           b->UseRealTime()->Unit(benchmark::kMillisecond);
         }
+      }
+    }
+  }
+  for (const LayerCase &c : cases()) {
+    bool is_block_case = false;
+    for (const char *name : kBlockCases) is_block_case = is_block_case || c.name == name;
+    if (!is_block_case) continue;
+    for (size_t i = 0; i < options.isas.size(); ++i) {
+      for (int threads : options.threads) {
+        const std::string isa = options.isas[i];
+        const std::string name = wb::bench_name("block_forward/" + c.name, options.isa_names[i], threads);
+        benchmark::RegisterBenchmark(
+            name.c_str(), [c, isa, threads](benchmark::State &st) { run_block(st, c, isa, threads); })
+            ->UseRealTime()
+            ->Unit(benchmark::kMillisecond);
       }
     }
   }

@@ -9,6 +9,8 @@
     code computes it on the activation rearranged to [T][B*L][C] (qkv Linear, reshape, q k^T * scale + the
     temporal bias table looked up at t_i - t_j + T - 1, softmax over the frames, @ v, proj) vs winattn.Layer
     with window (T, 1, 1), no shift, fed the same [T][B*L][C] array viewed (no copy) as [1][T][B*L][1][C].
+(d) The Swin block: torchvision's SwinTransformerBlock (eval, float32, no_grad) vs winattn.Block built from the
+    module in memory (Block.from_torchvision); FLOPs: the layer's plus 2*T*C*4C*2 for the MLP.
 
 Every pair is first checked to agree (max |winattn - torch| / max |torch|), then timed: warm-up, then
 interleaved samples (torch, winattn, torch, ...) so that drift on a shared machine hits both alike; the
@@ -211,6 +213,36 @@ def layer_case(torch, winattn, case, gen):
     return name, run_torch, run_winattn, layer_flops(batch, grid, channels, heads, window), layer
 
 
+# ---- (d) the Swin block ----------------------------------------------------------------------------------------
+
+# name, batch, grid (h, w), channels, heads, window, shift
+BLOCK_CASES = [
+    ("block swin_t_s1 B1", 1, (56, 56), 96, 3, 7, 3),
+    ("block swin_t_s1 B8", 8, (56, 56), 96, 3, 7, 3),
+    ("block swin_t_s3 B8", 8, (14, 14), 384, 12, 7, 3),
+]
+
+
+def block_case(torch, winattn, case, gen):
+    from torchvision.models.swin_transformer import SwinTransformerBlock
+    name, batch, grid, channels, heads, window, shift = case
+    torch.manual_seed(1234)
+    module = SwinTransformerBlock(channels, heads, [window, window], [shift, shift]).eval()
+    block = winattn.Block.from_torchvision(module)
+    x = torch.rand(batch, grid[0], grid[1], channels, generator=gen) * 2 - 1
+    xn = x.numpy()
+    ph, pw = -(-grid[0] // window) * window, -(-grid[1] // window) * window
+    flops = layer_flops(batch, grid, channels, heads, window) + 2.0 * batch * ph * pw * channels * 4 * channels * 2
+
+    def run_torch():
+        return module(x)
+
+    def run_winattn():
+        return block.forward(xn)
+
+    return name, run_torch, run_winattn, flops, block
+
+
 # ---- (c) AIM temporal attention -------------------------------------------------------------------------------
 
 # name, frames T, clips B, spatial tokens L, channels, heads
@@ -316,6 +348,11 @@ def main():
         if args.only in c[0]:
             name, ft, fw, flops, layer = temporal_case(torch, winattn, c, gen)
             layers.append(layer)
+            cases.append((name, ft, fw, flops))
+    for c in BLOCK_CASES:
+        if args.only in c[0]:
+            name, ft, fw, flops, block = block_case(torch, winattn, c, gen)
+            layers.append(block)
             cases.append((name, ft, fw, flops))
 
     # Agreement first (one thread each; results are thread-count independent).

@@ -1,6 +1,7 @@
 // The extern "C" boundary: argument checks, handles, one try/catch per entry point, status mapping. Knows
 // nothing of kernels or of how a layer is built; everything it validates is checked before anything is
 // written.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -12,6 +13,7 @@
 #include "common/error.h"
 #include "cpu/dispatch.h"
 #include "attention/attention.h"
+#include "block/block.h"
 #include "common/aligned_buffer.h"
 #include "cpu/threading.h"
 #include "layer/layer.h"
@@ -23,6 +25,10 @@ using namespace winattn::detail;
 
 struct winattn_layer {
   std::unique_ptr<WindowAttentionLayer> impl;
+};
+
+struct winattn_block {
+  std::unique_ptr<SwinBlock> impl;
 };
 
 static_assert(kMaxThreads == WINATTN_MAX_THREADS, "the header's thread bound");
@@ -134,6 +140,70 @@ void validate_finite_logit_scale(const float *logit_scale, int64_t num_heads) {
       invalid_argument("logit_scale[%lld] is NaN", static_cast<long long>(h));
     }
   }
+}
+
+}  // namespace
+
+// ---- Swin blocks: their handle registry and the checks of a block description -----------------------------
+
+namespace {
+
+std::mutex g_blocks_mutex;
+std::unordered_set<const winattn_block *> &live_blocks() {
+  static auto *blocks = new std::unordered_set<const winattn_block *>();  // never destroyed: usable at exit
+  return *blocks;
+}
+
+void require_live_block(const winattn_block *block) {
+  require_not_null(block, "block");
+  std::lock_guard<std::mutex> lock(g_blocks_mutex);
+  if (live_blocks().count(block) == 0) {
+    invalid_argument("block %p is not a live block (destroyed, or not made by winattn_block_create)",
+                     static_cast<const void *>(block));
+  }
+}
+
+// Everything winattn_block_create checks before building anything: the attention description as
+// winattn_layer_create checks it (named desc->attention.*), then the block's own fields.
+void validate_block_desc(const winattn_block_desc &desc) {
+  const winattn_layer_desc &a = desc.attention;
+  require_not_null(a.qkv_weight, "desc->attention.qkv_weight");
+  require_not_null(a.proj_weight, "desc->attention.proj_weight");
+  if (a.flags != 0) invalid_argument("desc->attention.flags must be 0, got 0x%x", a.flags);
+  int dtype = 0;  // read as an int: a C caller may store any value in the enum field
+  std::memcpy(&dtype, &a.compute_dtype, sizeof dtype);
+  if (dtype == WINATTN_DTYPE_BF16) {
+    unsupported(
+        "desc->attention.compute_dtype WINATTN_DTYPE_BF16 is not implemented in this version; use F32");
+  } else if (dtype != WINATTN_DTYPE_F32) {
+    invalid_argument("desc->attention.compute_dtype %d is not a winattn_dtype", dtype);
+  }
+  const int64_t n = validate_layer_geometry(a.channels, a.num_heads, a.window, a.shift);
+  if (a.logit_scale != nullptr) validate_finite_logit_scale(a.logit_scale, a.num_heads);
+
+  const struct {
+    const float *pointer;
+    const char *name;
+  } required[] = {{desc.norm1_weight, "desc->norm1_weight"}, {desc.norm1_bias, "desc->norm1_bias"},
+                  {desc.norm2_weight, "desc->norm2_weight"}, {desc.norm2_bias, "desc->norm2_bias"},
+                  {desc.fc1_weight, "desc->fc1_weight"},     {desc.fc2_weight, "desc->fc2_weight"}};
+  for (const auto &field : required) require_not_null(field.pointer, field.name);
+  require_positive(desc.mlp_hidden, "desc->mlp_hidden");
+  checked_elements(checked_mul(desc.mlp_hidden, a.channels, "fc1_weight size"), "fc1_weight size");
+  // A chunk holds at least one window: N rows of the residual, a normed copy and the MLP's hidden width.
+  const int64_t row_floats = checked_mul(2, a.channels, "block row") +
+                             std::max(checked_mul(3, a.channels, "block row"), desc.mlp_hidden);
+  checked_elements(checked_mul(n, row_floats, "block workspace"), "block workspace");
+  if (desc.post_norm != 0 && desc.post_norm != 1) {
+    invalid_argument("desc->post_norm must be 0 (Swin v1 pre-norm) or 1 (SwinV2 res-post-norm), got %d",
+                     static_cast<int>(desc.post_norm));
+  }
+  if (std::isnan(desc.norm_eps) || desc.norm_eps < 0.0f) {
+    invalid_argument("desc->norm_eps must be >= 0 (0 selects 1e-5), got %g",
+                     static_cast<double>(desc.norm_eps));
+  }
+  validate_num_threads(desc.num_threads);
+  if (desc.flags != 0) invalid_argument("desc->flags must be 0, got 0x%x", desc.flags);
 }
 
 }  // namespace
@@ -404,6 +474,52 @@ void winattn_layer_destroy(winattn_layer *layer) {
     if (live_layers().erase(layer) == 0) return;  // not ours or already destroyed: ignore
   }
   delete layer;
+}
+
+winattn_status winattn_block_create(const winattn_block_desc *desc, winattn_block **block) {
+  return guarded([&] {
+    require_not_null(desc, "desc");
+    require_not_null(block, "block");
+    validate_block_desc(*desc);
+    auto handle = std::make_unique<winattn_block>();
+    handle->impl = SwinBlock::from_desc(*desc);
+    {
+      std::lock_guard<std::mutex> lock(g_blocks_mutex);
+      live_blocks().insert(handle.get());
+    }
+    *block = handle.release();
+  });
+}
+
+winattn_status winattn_block_forward(const winattn_block *block, const float *input, int64_t batch,
+                                     const int64_t *grid, float *output) {
+  return guarded([&] {
+    require_live_block(block);
+    require_not_null(input, "input");
+    require_not_null(grid, "grid");
+    require_not_null(output, "output");
+    const SwinBlock &impl = *block->impl;
+    const int64_t elements = validate_feature_map(batch, grid, impl.channels(), impl.window());
+    require_no_overlap(output, elements, input, elements, "output", "input");
+    impl.forward(input, batch, grid, output);
+  });
+}
+
+winattn_status winattn_block_set_num_threads(winattn_block *block, int num_threads) {
+  return guarded([&] {
+    require_live_block(block);
+    validate_num_threads(num_threads);
+    block->impl->set_num_threads(num_threads);
+  });
+}
+
+void winattn_block_destroy(winattn_block *block) {
+  if (block == nullptr) return;
+  {
+    std::lock_guard<std::mutex> lock(g_blocks_mutex);
+    if (live_blocks().erase(block) == 0) return;  // not ours or already destroyed: ignore
+  }
+  delete block;
 }
 
 }  // extern "C"

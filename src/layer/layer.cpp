@@ -7,24 +7,27 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 
 #include "attention/attention.h"
 #include "common/aligned_buffer.h"
 #include "common/error.h"
 #include "cpu/threading.h"
+#include "norm/layer_norm.h"
 #include "position_bias/position_bias.h"
 #include "partition/window_partition.h"
 
 namespace winattn::detail {
 namespace {
 
-// Windows per chunk: enough rows for the projections to run near peak, few enough that the chunk's input,
-// qkv and output (4 * rows * C floats) stay in a 1 MiB L2; then evened out over the chunks. Depends on the
-// shapes only, never on the thread count, so results are bit-identical for every thread count.
-int64_t windows_per_chunk(int64_t tokens, int64_t channels, int64_t total_windows) {
+// Windows per chunk: enough rows for the projections to run near peak, few enough that the chunk's
+// activations (row_floats per row: 4C for the layer's input, qkv and output) stay in a 1 MiB L2; then
+// evened out over the chunks. Depends on the shapes only, never on the thread count, so results are
+// bit-identical for every thread count.
+int64_t windows_per_chunk(int64_t tokens, int64_t channels, int64_t row_floats, int64_t total_windows) {
   // ~384 KiB of activations; from C = 512 on, at least C rows: the projection weights (4 C^2 floats, 4 MiB
   // and more) no longer fit any cache and are streamed once per chunk, so a chunk must amortise them.
-  int64_t target_rows = 24576 / channels;
+  int64_t target_rows = 98304 / row_floats;
   if (channels >= 512) target_rows = std::max(target_rows, channels);
   if (const char *env = std::getenv("WINATTN_LAYER_CHUNK_ROWS")) {
     const long value = std::strtol(env, nullptr, 10);
@@ -42,6 +45,10 @@ WindowAttentionLayer::WindowAttentionLayer(const LayerSpec &spec)
       num_heads_(spec.num_heads),
       head_dim_(spec.channels / spec.num_heads),
       tokens_(spec.window[0] * spec.window[1] * spec.window[2]),
+      // A block keeps the input (the residual), a normed or attention-output copy, and qkv or the MLP's
+      // hidden activations per row; the layer its input (then attention output) and qkv.
+      row_floats_(spec.mlp_hidden > 0 ? 2 * spec.channels + std::max(3 * spec.channels, spec.mlp_hidden)
+                                      : 4 * spec.channels),
       cosine_(spec.logit_scale != nullptr) {
   for (int d = 0; d < 3; ++d) {
     window_[d] = spec.window[d];
@@ -56,12 +63,11 @@ WindowAttentionLayer::WindowAttentionLayer(const LayerSpec &spec)
   }
   qkv_ = std::make_unique<Linear>(spec.qkv_weight, spec.qkv_bias != nullptr ? qkv_bias.data() : nullptr, c,
                                   3 * c);
-  proj_ = std::make_unique<Linear>(spec.proj_weight, spec.proj_bias, c, c);
+  proj_ = std::make_unique<Linear>(spec.proj_weight, spec.proj_bias, c, c, spec.proj_epilogue);
   // Pack the weights now, for the row count of a full chunk: forwards on batches of any size then find
   // their layout packed (a call with fewer windows than a chunk only adds a primitive for its row count).
-  const int64_t full_chunk_rows = windows_per_chunk(tokens_, c, INT64_MAX / 2) * tokens_;
-  qkv_->prepare(full_chunk_rows, /*pin=*/true);
-  proj_->prepare(full_chunk_rows, /*pin=*/true);
+  qkv_->prepare(full_chunk_rows(), /*pin=*/true);
+  proj_->prepare(full_chunk_rows(), /*pin=*/true);
   if (spec.bias != nullptr) {
     bias_.assign(spec.bias, spec.bias + num_heads_ * tokens_ * tokens_);
     const int64_t ld = transposed_terms_ld(tokens_);
@@ -74,6 +80,10 @@ WindowAttentionLayer::WindowAttentionLayer(const LayerSpec &spec)
     head_scale_[h] = cosine_ ? std::exp(std::min(spec.logit_scale[h], static_cast<float>(std::log(100.0))))
                              : static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim_)));
   }
+}
+
+int64_t WindowAttentionLayer::full_chunk_rows() const {
+  return windows_per_chunk(tokens_, channels_, row_floats_, INT64_MAX / 2) * tokens_;
 }
 
 std::shared_ptr<const WindowAttentionLayer::Mask> WindowAttentionLayer::mask_for_pattern(int pattern) const {
@@ -111,7 +121,8 @@ void WindowAttentionLayer::trim() const {
 }
 
 int64_t WindowAttentionLayer::memory_bytes() const {
-  size_t bytes = sizeof *this + sizeof(float) * (bias_.capacity() + bias_t_.capacity() + head_scale_.capacity());
+  size_t bytes =
+      sizeof *this + sizeof(float) * (bias_.capacity() + bias_t_.capacity() + head_scale_.capacity());
   {
     std::lock_guard<std::mutex> lock(mask_mutex_);
     for (const auto &mask : masks_)
@@ -123,6 +134,11 @@ int64_t WindowAttentionLayer::memory_bytes() const {
 
 void WindowAttentionLayer::forward(const float *input, int64_t batch, const int64_t *grid,
                                    float *output) const {
+  run(input, batch, grid, output, num_threads(), nullptr);
+}
+
+void WindowAttentionLayer::run(const float *input, int64_t batch, const int64_t *grid, float *output,
+                               int budget, const TokenStages *stages) const {
   const WindowGeometry g = make_window_geometry(batch, grid, channels_, window_, shift_);
   const int64_t c = channels_, n = tokens_;
   const int64_t total_windows = batch * g.windows_per_image;
@@ -146,29 +162,47 @@ void WindowAttentionLayer::forward(const float *input, int64_t batch, const int6
     return pattern != 0 ? masks[pattern]->data() : nullptr;
   };
 
-  const int64_t chunk = windows_per_chunk(n, c, total_windows);
+  const int64_t chunk = windows_per_chunk(n, c, row_floats_, total_windows);
   const int64_t tasks = (total_windows + chunk - 1) / chunk;
-  const int threads = team_size(num_threads(), tasks);
+  const int threads = team_size(budget, tasks);
   const int64_t rows = chunk * n;
   // Every chunk runs the projections on `rows` rows (the last one with zero rows after its windows), so
   // one primitive per projection serves the whole call.
   const auto qkv_plan = qkv_->prepare(rows);
   const auto proj_plan = proj_->prepare(rows);
-  // Per thread: x [rows][C] (input, then attention output), qkv [rows][3C] (then projection output),
-  // attention scratch, oneDNN scratchpads.
+  std::shared_ptr<const Linear::Plan> fc1_plan, fc2_plan;
+  size_t dnnl_bytes = std::max(Linear::scratchpad_bytes(*qkv_plan), Linear::scratchpad_bytes(*proj_plan));
+  if (stages != nullptr) {
+    fc1_plan = stages->fc1->prepare(rows);
+    fc2_plan = stages->fc2->prepare(rows);
+    dnnl_bytes =
+        std::max({dnnl_bytes, Linear::scratchpad_bytes(*fc1_plan), Linear::scratchpad_bytes(*fc2_plan)});
+  }
+  // Per thread: x [rows][C] (the input; the layer's attention output; a block's residual stream), for a
+  // block t [rows][C] (norm1(x), attention output, norm2(y) or the MLP output), wide [rows][3C] (qkv, then
+  // the layer's projection output; a block's projection output and MLP hidden activations
+  // [rows][mlp_hidden]), attention scratch, oneDNN scratchpads.
   const AttentionKernelInfo &kernel = select_f32_attention_kernel(active_features(), n);
   const size_t attention_floats = (kernel.workspace_floats(n, head_dim_) + 15) / 16 * 16;
-  const size_t scratch_floats =
-      (std::max(Linear::scratchpad_bytes(*qkv_plan), Linear::scratchpad_bytes(*proj_plan)) + 63) / 64 * 16;
+  const size_t scratch_floats = (dnnl_bytes + 63) / 64 * 16;
   // Every piece starts on a 64-byte boundary: the kernels use aligned vector stores into their scratch.
   auto aligned = [](size_t floats) { return (floats + 15) / 16 * 16; };
+  const int64_t wide_cols = stages != nullptr ? std::max(3 * c, stages->fc1->out_features()) : 3 * c;
   const size_t x_floats = aligned(static_cast<size_t>(rows * c));
-  const size_t qkv_floats = aligned(static_cast<size_t>(rows * 3 * c));
-  const size_t per_thread = x_floats + qkv_floats + attention_floats + scratch_floats;
+  const size_t t_floats = stages != nullptr ? x_floats : 0;
+  const size_t wide_floats = aligned(static_cast<size_t>(rows * wide_cols));
+  const size_t per_thread = x_floats + t_floats + wide_floats + attention_floats + scratch_floats;
   ScratchLease lease(per_thread * static_cast<size_t>(threads));  // may throw: before any output
   float *const workspace = lease.data();
   // oneDNN's executors for every thread, made now (may throw), so the chunks make nothing.
   const Linear::Lease qkv_lease(*qkv_, qkv_plan, threads), proj_lease(*proj_, proj_plan, threads);
+  std::optional<Linear::Lease> fc1_lease, fc2_lease;
+  LayerNormFn layer_norm = nullptr;
+  if (stages != nullptr) {
+    fc1_lease.emplace(*stages->fc1, fc1_plan, threads);
+    fc2_lease.emplace(*stages->fc2, fc2_plan, threads);
+    layer_norm = select_f32_layernorm_kernel(active_features()).run;
+  }
   const float *bias = bias_.empty() ? nullptr : bias_.data();
   const float *bias_t = bias_t_.empty() ? nullptr : bias_t_.data();
   const int64_t ld_bias_t = transposed_terms_ld(n);
@@ -187,21 +221,9 @@ void WindowAttentionLayer::forward(const float *input, int64_t batch, const int6
   shape.ld_q = shape.ld_k = shape.ld_v = 3 * c;
   shape.ld_out = c;
   shape.cosine = cosine;
-  auto run_task = [&](int64_t task, int slot) {
-    float *x = workspace + per_thread * static_cast<size_t>(slot);
-    float *qkv = x + x_floats;
-    float *scratch = qkv + qkv_floats;
-    void *dnnl_scratch = scratch + attention_floats;
-    const int64_t first = task * chunk;
-    const int64_t count = std::min(chunk, total_windows - first);
-    gather_windows(g, input, first, count, x);
-    if (count < chunk)
-      std::memset(x + count * n * c, 0, sizeof(float) * static_cast<size_t>((chunk - count) * n * c));
-    winattn_status why = WINATTN_STATUS_INTERNAL_ERROR;
-    if (!qkv_lease.forward(slot, x, qkv, dnnl_scratch, &why)) {
-      record(why);
-      return;
-    }
+  // The attention of windows [first, first + count) of a chunk: q, k, v read where the qkv projection wrote
+  // them ([rows][3][heads][head_dim]), the output written as [rows][C].
+  auto attend = [&](int64_t first, int64_t count, const float *qkv, float *out, float *scratch) {
     const int64_t items = count * heads;
     for (int64_t first_item = 0; first_item < items; first_item += group) {
       const int64_t group_size = std::min(group, items - first_item);
@@ -213,7 +235,7 @@ void WindowAttentionLayer::forward(const float *input, int64_t batch, const int6
         item.q = window_qkv + h * head_dim;
         item.k = window_qkv + c + h * head_dim;
         item.v = window_qkv + 2 * c + h * head_dim;
-        item.out = x + w * n * c + h * head_dim;
+        item.out = out + w * n * c + h * head_dim;
         item.scale = head_scale_[h];
         const float *mask = mask_of_window(first + w);
         item.terms.mask = mask;
@@ -232,13 +254,84 @@ void WindowAttentionLayer::forward(const float *input, int64_t batch, const int6
         kernel.run(shape, item.q, item.k, item.v, item.scale, item.terms, item.out, scratch);
       }
     }
-    // A chunk's windows are written whole, after both projections succeeded: on a failure every output
-    // element holds its result or its previous value (documented at winattn_layer_forward).
-    if (!proj_lease.forward(slot, x, qkv, dnnl_scratch, &why)) {
+  };
+  // A pre-norm (v1) block normalises where the layer only gathers, and adds attention and MLP into the
+  // gathered input (the residual) through the projections' sum post-op.
+  const bool pre_norm = stages != nullptr && !stages->post_norm;
+  auto run_task = [&](int64_t task, int slot) {
+    float *x = workspace + per_thread * static_cast<size_t>(slot);
+    float *t = x + x_floats;
+    float *wide = t + t_floats;
+    float *scratch = wide + wide_floats;
+    void *dnnl_scratch = scratch + attention_floats;
+    const int64_t first = task * chunk;
+    const int64_t count = std::min(chunk, total_windows - first);
+    const int64_t used_rows = count * n;
+    if (pre_norm) {
+      // torchvision pads after norm1: padding tokens enter the attention as zeros, not as norm1(0) = beta.
+      for_each_window_row(g, first, count, [&](int64_t row, int64_t source) {
+        float *x_row = x + row * c, *t_row = t + row * c;
+        if (source < 0) {
+          std::memset(x_row, 0, sizeof(float) * static_cast<size_t>(c));
+          std::memset(t_row, 0, sizeof(float) * static_cast<size_t>(c));
+        } else {
+          std::memcpy(x_row, input + source * c, sizeof(float) * static_cast<size_t>(c));
+          layer_norm(x_row, nullptr, t_row, 1, c, c, stages->norm1_weight, stages->norm1_bias,
+                     stages->norm_eps);
+        }
+      });
+    } else {
+      gather_windows(g, input, first, count, x);
+    }
+    if (count < chunk) {
+      const size_t tail = sizeof(float) * static_cast<size_t>((chunk - count) * n * c);
+      std::memset(x + used_rows * c, 0, tail);
+      if (stages != nullptr) std::memset(t + used_rows * c, 0, tail);
+    }
+    winattn_status why = WINATTN_STATUS_INTERNAL_ERROR;
+    if (!qkv_lease.forward(slot, pre_norm ? t : x, wide, dnnl_scratch, &why)) {
       record(why);
       return;
     }
-    scatter_windows(g, qkv, c, first, count, output);
+    // The layer writes the attention output over its input; a block keeps x (the residual).
+    float *const attention_out = stages != nullptr ? t : x;
+    attend(first, count, wide, attention_out, scratch);
+    // A chunk's windows are written whole, after all its projections succeeded: on a failure every output
+    // element holds its result or its previous value (documented at winattn_layer_forward).
+    // Pre-norm: x += proj(attention) (y, the residual stream); otherwise the projection goes to wide.
+    if (!proj_lease.forward(slot, attention_out, pre_norm ? x : wide, dnnl_scratch, &why)) {
+      record(why);
+      return;
+    }
+    if (stages == nullptr) {
+      scatter_windows(g, wide, c, first, count, output);
+      return;
+    }
+    const TokenStages &s = *stages;
+    if (pre_norm) {
+      // out = y + fc2(GELU(fc1(norm2(y)))): fc1's GELU and fc2's residual add are its post-ops.
+      layer_norm(x, nullptr, t, used_rows, c, c, s.norm2_weight, s.norm2_bias, s.norm_eps);
+      if (!fc1_lease->forward(slot, t, wide, dnnl_scratch, &why) ||
+          !fc2_lease->forward(slot, wide, x, dnnl_scratch, &why)) {
+        record(why);
+        return;
+      }
+      scatter_windows(g, x, c, first, count, output);
+    } else {
+      // y = x + norm1(proj) in one pass; out = y + norm2(fc2(GELU(fc1(y)))), its norm and residual add
+      // fused into the scatter.
+      layer_norm(wide, x, x, used_rows, c, c, s.norm1_weight, s.norm1_bias, s.norm_eps);
+      if (!fc1_lease->forward(slot, x, wide, dnnl_scratch, &why) ||
+          !fc2_lease->forward(slot, wide, t, dnnl_scratch, &why)) {
+        record(why);
+        return;
+      }
+      for_each_window_row(g, first, count, [&](int64_t row, int64_t source) {
+        if (source >= 0)
+          layer_norm(t + row * c, x + row * c, output + source * c, 1, c, c, s.norm2_weight, s.norm2_bias,
+                     s.norm_eps);
+      });
+    }
   };
 
   if (threads <= 1) {  // the calling thread alone: no team (starting one allocates; libgomp exits on failure)
@@ -252,8 +345,10 @@ void WindowAttentionLayer::forward(const float *input, int64_t batch, const int6
     }
   }
   const int status = failure.load();
-  if (status == WINATTN_STATUS_OUT_OF_MEMORY) throw Error(WINATTN_STATUS_OUT_OF_MEMORY, "out of memory in a projection");
-  if (status != WINATTN_STATUS_OK) throw Error(static_cast<winattn_status>(status), "oneDNN matmul execution failed");
+  if (status == WINATTN_STATUS_OUT_OF_MEMORY)
+    throw Error(WINATTN_STATUS_OUT_OF_MEMORY, "out of memory in a projection");
+  if (status != WINATTN_STATUS_OK)
+    throw Error(static_cast<winattn_status>(status), "oneDNN matmul execution failed");
 }
 
 }  // namespace winattn::detail
@@ -277,11 +372,13 @@ LayerSpec WindowAttentionLayer::spec_from_args(const winattn_window_attention_ar
   return spec;
 }
 
-std::unique_ptr<WindowAttentionLayer> WindowAttentionLayer::from_desc(const winattn_layer_desc &desc) {
+std::unique_ptr<WindowAttentionLayer> WindowAttentionLayer::from_desc(const winattn_layer_desc &desc,
+                                                                      const LayerSpec &block) {
   int64_t n = 1;
   for (int d = 0; d < 3; ++d) n *= desc.window[d];
   const bool v2 = desc.logit_scale != nullptr;
-  const bool has_cpb = desc.cpb_weight1 != nullptr || desc.cpb_weight2 != nullptr || desc.cpb_bias1 != nullptr;
+  const bool has_cpb =
+      desc.cpb_weight1 != nullptr || desc.cpb_weight2 != nullptr || desc.cpb_bias1 != nullptr;
   std::vector<float> bias;
   if (!v2) {
     if (has_cpb || desc.cpb_hidden != 0) {
@@ -307,8 +404,9 @@ std::unique_ptr<WindowAttentionLayer> WindowAttentionLayer::from_desc(const wina
       require_positive(desc.cpb_hidden, "desc->cpb_hidden");
       checked_elements(checked_mul(desc.cpb_hidden, desc.num_heads, "cpb_weight2 size"), "cpb_weight2 size");
       if (desc.window[0] != 1) {
-        invalid_argument("the continuous position bias needs 2D windows (window[0] == 1), got window[0] = %lld",
-                         static_cast<long long>(desc.window[0]));
+        invalid_argument(
+            "the continuous position bias needs 2D windows (window[0] == 1), got window[0] = %lld",
+            static_cast<long long>(desc.window[0]));
       }
       const int64_t wh = desc.window[1], ww = desc.window[2];
       const int64_t rows = (2 * wh - 1) * (2 * ww - 1);
@@ -325,6 +423,8 @@ std::unique_ptr<WindowAttentionLayer> WindowAttentionLayer::from_desc(const wina
     }
   }
   LayerSpec spec;
+  spec.proj_epilogue = block.proj_epilogue;
+  spec.mlp_hidden = block.mlp_hidden;
   spec.channels = desc.channels;
   spec.num_heads = desc.num_heads;
   for (int d = 0; d < 3; ++d) {

@@ -82,7 +82,7 @@ struct Primitive {
   dnnl::matmul matmul;
   memory::desc src_md, dst_md, weights_md, scratchpad_md;
 };
-using PrimitiveKey = std::tuple<int64_t, int64_t, int64_t, bool>;
+using PrimitiveKey = std::tuple<int64_t, int64_t, int64_t, bool, LinearEpilogue>;
 struct CachedPrimitive {
   std::shared_ptr<const Primitive> primitive;
   uint64_t last_use = 0;
@@ -96,8 +96,8 @@ std::map<PrimitiveKey, CachedPrimitive> &primitives() {
 }
 
 std::shared_ptr<const Primitive> get_primitive(const dnnl::engine &engine, int64_t rows, int64_t in,
-                                               int64_t out, bool has_bias) {
-  const PrimitiveKey key{rows, in, out, has_bias};
+                                               int64_t out, bool has_bias, LinearEpilogue epilogue) {
+  const PrimitiveKey key{rows, in, out, has_bias, epilogue};
   {
     std::lock_guard<std::mutex> lock(g_primitives_mutex);
     auto found = primitives().find(key);
@@ -116,6 +116,15 @@ std::shared_ptr<const Primitive> get_primitive(const dnnl::engine &engine, int64
     const memory::desc bias_md({1, out}, memory::data_type::f32, memory::format_tag::ab);
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    if (epilogue != LinearEpilogue::kStore) {
+      dnnl::post_ops ops;
+      if (epilogue == LinearEpilogue::kGeluErf) {
+        ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_gelu_erf, 0.0f, 0.0f);
+      } else {
+        ops.append_sum(1.0f);
+      }
+      attr.set_post_ops(ops);
+    }
     const auto pd = has_bias ? dnnl::matmul::primitive_desc(
                                    {primitive->src_md, weights_md, bias_md, primitive->dst_md}, attr, engine)
                              : dnnl::matmul::primitive_desc(
@@ -380,8 +389,9 @@ struct Linear::Impl {
   std::vector<std::shared_ptr<const PackedWeights>> packed_weights;  // one per layout in use
 };
 
-Linear::Linear(const float *weight, const float *bias, int64_t in_features, int64_t out_features)
-    : in_(in_features), out_(out_features) {
+Linear::Linear(const float *weight, const float *bias, int64_t in_features, int64_t out_features,
+               LinearEpilogue epilogue)
+    : in_(in_features), out_(out_features), epilogue_(epilogue) {
   const dnnl::engine *engine = nullptr;
   try {
     engine = &cpu_engine();
@@ -416,7 +426,7 @@ std::shared_ptr<const Linear::Plan> Linear::prepare(int64_t rows, bool pin) cons
   }
   auto plan = std::make_shared<Plan>();
   plan->rows = rows;
-  plan->primitive = get_primitive(m.engine, rows, in_, out_, m.has_bias);
+  plan->primitive = get_primitive(m.engine, rows, in_, out_, m.has_bias, epilogue_);
   plan->scratchpad_bytes = plan->primitive->scratchpad_md.get_size();
   plan->bias = m.has_bias ? &m.bias : nullptr;
   for (const auto &packed : m.packed_weights) {

@@ -1,4 +1,5 @@
-// nn.Linear through oneDNN: dst[m][o] = sum_i src[m][i] * weight[o][i] + bias[o].
+// nn.Linear through oneDNN: dst[m][o] = sum_i src[m][i] * weight[o][i] + bias[o], optionally followed by an
+// epilogue fused into the matmul as a oneDNN post-op (GELU, or accumulation into dst for a residual).
 //
 // A matmul primitive is made per row count (the layer uses one or two row counts per input shape) with the
 // weights in the layout that primitive prefers, packed once per layout: a fixed row count lets oneDNN use
@@ -38,6 +39,14 @@
 
 namespace winattn::detail {
 
+// What a Linear does with x W^T + b before it lands in dst: oneDNN post-ops, applied by the matmul's own
+// epilogue while the result is in registers or cache, so no extra pass over dst.
+enum class LinearEpilogue {
+  kStore,       // dst = x W^T + b
+  kGeluErf,     // dst = GELU(x W^T + b), the exact erf GELU of nn.GELU() (eltwise_gelu_erf)
+  kAccumulate,  // dst = dst + x W^T + b: dst holds a residual before the call (sum post-op, scale 1)
+};
+
 class Linear {
  public:
   struct Plan;  // a primitive for one row count, with its packed weights and its executors
@@ -53,13 +62,15 @@ class Linear {
 
   // weight: [out_features][in_features] (nn.Linear), bias: [out_features] or nullptr. Copies both.
   // Throws Error (OUT_OF_MEMORY when memory runs out).
-  Linear(const float *weight, const float *bias, int64_t in_features, int64_t out_features);
+  Linear(const float *weight, const float *bias, int64_t in_features, int64_t out_features,
+         LinearEpilogue epilogue = LinearEpilogue::kStore);
   ~Linear();
   Linear(const Linear &) = delete;
   Linear &operator=(const Linear &) = delete;
 
   int64_t in_features() const { return in_; }
   int64_t out_features() const { return out_; }
+  LinearEpilogue epilogue() const { return epilogue_; }
 
   // The plan for `rows` rows (made once, then cached; thread-safe). pin: keep it until the Linear is
   // destroyed (trim() and the LRU skip it); a cached plan prepared again with pin becomes pinned.
@@ -68,7 +79,8 @@ class Linear {
   // Bytes of scratch a forward of this plan needs (the scratchpad argument).
   static size_t scratchpad_bytes(const Plan &plan);
 
-  // src: [rows][in_features], dst: [rows][out_features], dense; rows as prepared. scratchpad: at least
+  // src: [rows][in_features], dst: [rows][out_features], dense; rows as prepared (with kAccumulate, dst
+  // holds what the result is added to; src and dst must not overlap). scratchpad: at least
   // scratchpad_bytes(plan) bytes. Takes an idle executor of the plan, or makes one when all are busy (which
   // allocates: reserve them with a Lease beforehand to avoid that). False on failure, with its kind in
   // *failure when failure is not null. Never throws.
@@ -85,6 +97,7 @@ class Linear {
  private:
   struct Impl;
   int64_t in_, out_;
+  LinearEpilogue epilogue_;
   std::unique_ptr<Impl> impl_;
 };
 

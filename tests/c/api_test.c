@@ -267,6 +267,100 @@ static void test_layer(void) {
   EXPECT(layer == NULL);
 }
 
+/* LayerNorm of one row of c values (biased variance, eps 1e-5), in double. */
+static void layer_norm_row(const double *x, int c, const float *w, const float *b, double *y) {
+  double mean = 0.0, var = 0.0;
+  int i;
+  for (i = 0; i < c; ++i) mean += x[i] / c;
+  for (i = 0; i < c; ++i) var += (x[i] - mean) * (x[i] - mean) / c;
+  for (i = 0; i < c; ++i) y[i] = (x[i] - mean) / sqrt(var + 1e-5) * w[i] + b[i];
+}
+
+/* One 2x2 window, no shift, 1 head of 4 channels, MLP width 8: the v1 (pre-norm) block by hand. */
+static void test_block(void) {
+  enum { C = 4, T = 4, HID = 8 };
+  float input[T * C], qkv_w[3 * C * C], qkv_b[3 * C], proj_w[C * C], proj_b[C], out[T * C];
+  float n1w[C], n1b[C], n2w[C], n2b[C], fc1_w[HID * C], fc1_b[HID], fc2_w[C * HID], fc2_b[C];
+  double x[T][C], z[T][C], qkv[T][3 * C], y[T][C];
+  winattn_block_desc desc;
+  winattn_block *block = NULL;
+  const int64_t grid[3] = {1, 2, 2};
+  int t, r, c, j;
+  fill(input, T * C), fill(qkv_w, 3 * C * C), fill(qkv_b, 3 * C), fill(proj_w, C * C), fill(proj_b, C);
+  fill(n1w, C), fill(n1b, C), fill(n2w, C), fill(n2b, C);
+  fill(fc1_w, HID * C), fill(fc1_b, HID), fill(fc2_w, C * HID), fill(fc2_b, C);
+  for (t = 0; t < T; ++t)
+    for (c = 0; c < C; ++c) x[t][c] = input[t * C + c];
+  for (t = 0; t < T; ++t) layer_norm_row(x[t], C, n1w, n1b, z[t]);
+  for (t = 0; t < T; ++t)
+    for (r = 0; r < 3 * C; ++r) {
+      qkv[t][r] = qkv_b[r];
+      for (c = 0; c < C; ++c) qkv[t][r] += (double)qkv_w[r * C + c] * z[t][c];
+    }
+  for (t = 0; t < T; ++t) { /* y = x + proj(softmax(q k^T / sqrt(C)) v) */
+    double logit[T], o[C], mx = -1e300, den = 0.0;
+    for (j = 0; j < T; ++j) {
+      logit[j] = 0.0;
+      for (c = 0; c < C; ++c) logit[j] += qkv[t][c] * qkv[j][C + c] / sqrt((double)C);
+      if (logit[j] > mx) mx = logit[j];
+    }
+    for (j = 0; j < T; ++j) den += logit[j] = exp(logit[j] - mx);
+    for (c = 0; c < C; ++c) {
+      o[c] = 0.0;
+      for (j = 0; j < T; ++j) o[c] += logit[j] / den * qkv[j][2 * C + c];
+    }
+    for (r = 0; r < C; ++r) {
+      y[t][r] = x[t][r] + proj_b[r];
+      for (c = 0; c < C; ++c) y[t][r] += (double)proj_w[r * C + c] * o[c];
+    }
+  }
+
+  memset(&desc, 0, sizeof desc);
+  desc.attention.channels = C;
+  desc.attention.num_heads = 1;
+  desc.attention.window[0] = 1, desc.attention.window[1] = 2, desc.attention.window[2] = 2;
+  desc.attention.qkv_weight = qkv_w;
+  desc.attention.qkv_bias = qkv_b;
+  desc.attention.proj_weight = proj_w;
+  desc.attention.proj_bias = proj_b;
+  desc.attention.compute_dtype = WINATTN_DTYPE_F32;
+  desc.norm1_weight = n1w, desc.norm1_bias = n1b, desc.norm2_weight = n2w, desc.norm2_bias = n2b;
+  desc.norm_eps = 0.0f; /* torchvision's 1e-5 */
+  desc.post_norm = 0;
+  desc.mlp_hidden = HID;
+  desc.fc1_weight = fc1_w, desc.fc1_bias = fc1_b, desc.fc2_weight = fc2_w, desc.fc2_bias = fc2_b;
+  desc.num_threads = 1;
+  EXPECT_OK(winattn_block_create(&desc, &block));
+  EXPECT(block != NULL);
+  if (block) {
+    EXPECT_OK(winattn_block_forward(block, input, 1, grid, out));
+    for (t = 0; t < T; ++t) { /* out = y + fc2(GELU(fc1(norm2(y)))) */
+      double n[C], h[HID];
+      layer_norm_row(y[t], C, n2w, n2b, n);
+      for (j = 0; j < HID; ++j) {
+        h[j] = fc1_b[j];
+        for (c = 0; c < C; ++c) h[j] += (double)fc1_w[j * C + c] * n[c];
+        h[j] = 0.5 * h[j] * (1.0 + erf(h[j] / sqrt(2.0)));
+      }
+      for (r = 0; r < C; ++r) {
+        double expected = y[t][r] + fc2_b[r];
+        for (j = 0; j < HID; ++j) expected += (double)fc2_w[r * HID + j] * h[j];
+        EXPECT(fabs(out[t * C + r] - expected) <= 1e-5);
+      }
+    }
+    EXPECT_OK(winattn_block_set_num_threads(block, 2));
+    EXPECT(winattn_block_set_num_threads(block, -1) == WINATTN_STATUS_INVALID_ARGUMENT);
+    EXPECT(winattn_block_forward(block, input, 1, grid, input) == WINATTN_STATUS_INVALID_ARGUMENT);
+  }
+  winattn_block_destroy(block);
+  winattn_block_destroy(NULL);
+  desc.post_norm = 2;
+  block = NULL;
+  EXPECT(winattn_block_create(&desc, &block) == WINATTN_STATUS_INVALID_ARGUMENT);
+  EXPECT(block == NULL);
+  EXPECT(strlen(winattn_last_error_message()) > 0);
+}
+
 int main(void) {
   test_misc();
   test_position_bias();
@@ -274,6 +368,7 @@ int main(void) {
   test_mask();
   test_window_attention();
   test_layer();
+  test_block();
   if (failures) {
     fprintf(stderr, "api_test: %d check(s) failed\n", failures);
     return EXIT_FAILURE;

@@ -50,6 +50,7 @@ __all__ = [
     "WinattnError",
     "ArgumentTypeError",
     "Layer",
+    "Block",
     "MAX_THREADS",
     "release_thread_memory",
     "version",
@@ -160,6 +161,27 @@ class _LayerDesc(ctypes.Structure):
     ]
 
 
+class _BlockDesc(ctypes.Structure):
+    """Mirror of the C struct winattn_block_desc (same field order and types)."""
+
+    _fields_ = [
+        ("attention", _LayerDesc),
+        ("norm1_weight", _c_float_p),
+        ("norm1_bias", _c_float_p),
+        ("norm2_weight", _c_float_p),
+        ("norm2_bias", _c_float_p),
+        ("norm_eps", ctypes.c_float),
+        ("post_norm", ctypes.c_int32),
+        ("mlp_hidden", ctypes.c_int64),
+        ("fc1_weight", _c_float_p),
+        ("fc1_bias", _c_float_p),
+        ("fc2_weight", _c_float_p),
+        ("fc2_bias", _c_float_p),
+        ("num_threads", ctypes.c_int),
+        ("flags", ctypes.c_uint32),
+    ]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Library loading
 # ---------------------------------------------------------------------------------------------------------
@@ -212,6 +234,10 @@ def _declare(lib):
         "winattn_layer_get_num_threads": (status, [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int)]),
         "winattn_layer_trim": (status, [ctypes.c_void_p]),
         "winattn_layer_memory_bytes": (status, [ctypes.c_void_p, i64p]),
+        "winattn_block_create": (status, [ctypes.POINTER(_BlockDesc), ctypes.POINTER(ctypes.c_void_p)]),
+        "winattn_block_forward": (status, [ctypes.c_void_p, cfp, i64, i64p, fp]),
+        "winattn_block_set_num_threads": (status, [ctypes.c_void_p, ctypes.c_int]),
+        "winattn_block_destroy": (None, [ctypes.c_void_p]),
     }
     for name, (restype, argtypes) in sigs.items():
         try:
@@ -233,6 +259,10 @@ _OPTIONAL_FUNCTIONS = frozenset(
         "winattn_layer_get_num_threads",
         "winattn_layer_trim",
         "winattn_layer_memory_bytes",
+        "winattn_block_create",
+        "winattn_block_forward",
+        "winattn_block_set_num_threads",
+        "winattn_block_destroy",
     ]
 )
 
@@ -1051,5 +1081,318 @@ class Layer:
             getattr(self, "window", None),
             getattr(self, "shift", None),
             "v2" if getattr(self, "is_v2", False) else "v1",
+            ", closed" if self.closed else "",
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The Swin transformer block
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _attention_desc(
+    channels, num_heads, window, shift, qkv_weight, proj_weight, qkv_bias, proj_bias,
+    relative_position_bias_table, logit_scale, cpb_weight1, cpb_bias1, cpb_weight2, compute_dtype,
+):
+    """A filled _LayerDesc for a block's attention, checked as Layer checks its arguments.
+
+    Returns (desc, arrays, (channels, num_heads, window, shift, is_v2)); arrays holds the converted numpy
+    arrays desc points into, which must stay referenced until the C call that reads desc returns.
+    """
+    c = _int(channels, "channels")
+    heads = _int(num_heads, "num_heads")
+    win, sh = _window_shift(window, shift)
+    qw, pw, qb, pb, ls = _check_weights(c, heads, qkv_weight, proj_weight, qkv_bias, proj_bias, logit_scale)
+    table = _opt_f32(relative_position_bias_table, "relative_position_bias_table")
+    if table is not None and heads >= 1 and all(w >= 1 for w in win):
+        _require_shape(table, (_prod(2 * w - 1 for w in win), heads), "relative_position_bias_table")
+    cpb = [_opt_f32(a, name) for a, name in ((cpb_weight1, "cpb_weight1"), (cpb_bias1, "cpb_bias1"),
+                                             (cpb_weight2, "cpb_weight2"))]
+    hidden = 0
+    if cpb[0] is not None:
+        if cpb[0].ndim != 2 or cpb[0].shape[1] != 2:
+            raise ValueError("cpb_weight1: expected shape [hidden][2], got %s" % (tuple(cpb[0].shape),))
+        hidden = cpb[0].shape[0]
+        for a, shape, name in ((cpb[1], (hidden,), "cpb_bias1"), (cpb[2], (heads, hidden), "cpb_weight2")):
+            if a is not None:
+                _require_shape(a, shape, name)
+    if compute_dtype not in _DTYPES:
+        raise ValueError("compute_dtype: expected one of %s, got %r" % (sorted(_DTYPES), compute_dtype))
+    desc = _LayerDesc()
+    desc.channels, desc.num_heads = c, heads
+    desc.window[:], desc.shift[:] = win, sh
+    for field, a in (("qkv_weight", qw), ("qkv_bias", qb), ("proj_weight", pw), ("proj_bias", pb),
+                     ("relative_position_bias_table", table), ("logit_scale", ls), ("cpb_weight1", cpb[0]),
+                     ("cpb_bias1", cpb[1]), ("cpb_weight2", cpb[2])):
+        setattr(desc, field, _fp(a))
+    desc.cpb_hidden = hidden
+    desc.compute_dtype = _DTYPES[compute_dtype]
+    desc.flags = 0
+    return desc, (qw, pw, qb, pb, table, ls, cpb), (c, heads, win, sh, ls is not None)
+
+
+class _SharedHandle:
+    """A C handle shared by concurrent calls and freed once: calls borrow it as readers, close() is the
+    writer that waits for them (the discipline of Layer). Subclasses set _noun ("block") and _destroy (the
+    name of the C destroy function), and store the handle in _handle after __init__ ran."""
+
+    _noun = "object"
+    _destroy = None
+
+    def __init__(self):
+        self._handle = None
+        self._cond = threading.Condition(threading.Lock())
+        self._users = 0
+
+    @contextlib.contextmanager
+    def _borrow(self):
+        """Yields the live C handle, keeping close() from destroying it until the block ends. ValueError when
+        closed."""
+        with self._cond:
+            handle = self._handle
+            if handle is None:
+                raise ValueError("%s: the %s is closed" % (self._noun, self._noun))
+            self._users += 1
+        try:
+            yield handle
+        finally:
+            with self._cond:
+                self._users -= 1
+                if self._users == 0:
+                    self._cond.notify_all()
+
+    def close(self):
+        """Frees the C object, once. Waits for the calls running on it in other threads to finish; calls that
+        start afterwards raise ValueError. Later close() calls do nothing."""
+        cond = getattr(self, "_cond", None)
+        if cond is None:  # __init__ failed before the lock existed
+            return
+        with cond:
+            handle, self._handle = self._handle, None
+            if handle is None:
+                return
+            cond.wait_for(lambda: self._users == 0)
+            getattr(self._lib, self._destroy)(handle)
+
+    @property
+    def closed(self):
+        """Whether close() has run."""
+        return getattr(self, "_handle", None) is None
+
+    def __enter__(self):
+        """Context manager entry: returns the object itself."""
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        """Context manager exit: closes the object."""
+        self.close()
+        return False
+
+    def __del__(self):
+        """Closes the object when it is garbage-collected."""
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class Block(_SharedHandle):
+    """A prepacked Swin transformer block in eval mode (winattn_block): torchvision's SwinTransformerBlock
+    (``post_norm=False``, Swin v1: ``y = x + attn(norm1(x)); out = y + mlp(norm2(y))``) and
+    SwinTransformerBlockV2 (``post_norm=True``: ``y = x + norm1(attn(x)); out = y + norm2(mlp(y))``), with
+    2D or 3D (Video Swin) windows; mlp is fc2(GELU(fc1(z))) with the exact erf GELU.
+
+    The attention arguments are Layer's (same names, order and meaning); the norms and the MLP are keyword
+    arguments. The C library copies every array during construction. forward may be called from several
+    threads at once; close() (or leaving a ``with`` block, or garbage collection) waits for running calls
+    and frees the C block once, and calls that start afterwards raise ``ValueError("block: the block is
+    closed")``. :meth:`from_torchvision` builds a block from a torchvision module in memory.
+
+    Args (beyond Layer's):
+        norm1_weight, norm1_bias, norm2_weight, norm2_bias: [C] each (nn.LayerNorm's weight and bias).
+        fc1_weight: [hidden][C]; fc2_weight: [C][hidden]; fc1_bias: [hidden] or None; fc2_bias: [C] or None.
+        post_norm: False (v1 pre-norm) or True (SwinV2 res-post-norm).
+        norm_eps: the LayerNorm epsilon (torchvision: 1e-5).
+        num_threads: the block's thread budget (see the num_threads property); None leaves it at 0.
+    """
+
+    _noun = "block"
+    _destroy = "winattn_block_destroy"
+
+    def __init__(
+        self,
+        channels,
+        num_heads,
+        window,
+        shift,
+        qkv_weight,
+        proj_weight,
+        qkv_bias=None,
+        proj_bias=None,
+        relative_position_bias_table=None,
+        logit_scale=None,
+        cpb_weight1=None,
+        cpb_bias1=None,
+        cpb_weight2=None,
+        *,
+        norm1_weight,
+        norm1_bias,
+        norm2_weight,
+        norm2_bias,
+        fc1_weight,
+        fc2_weight,
+        fc1_bias=None,
+        fc2_bias=None,
+        post_norm=False,
+        norm_eps=1e-5,
+        compute_dtype="float32",
+        num_threads=None,
+    ):
+        """Validates the shapes and creates the C block (see the class docstring for the arguments)."""
+        super().__init__()
+        threads = 0 if num_threads is None else _thread_count(num_threads, "num_threads")
+        attention, keep, meta = _attention_desc(
+            channels, num_heads, window, shift, qkv_weight, proj_weight, qkv_bias, proj_bias,
+            relative_position_bias_table, logit_scale, cpb_weight1, cpb_bias1, cpb_weight2, compute_dtype,
+        )
+        c = meta[0]
+        norms = []
+        for a, name in ((norm1_weight, "norm1_weight"), (norm1_bias, "norm1_bias"), (norm2_weight, "norm2_weight"),
+                        (norm2_bias, "norm2_bias")):
+            a = None if a is None else _f32(a, name)
+            if a is None or a.shape != (c,):
+                raise ValueError("%s: expected shape (%d,), got %s" % (name, c, None if a is None else a.shape))
+            norms.append(a)
+        w1 = _f32(fc1_weight, "fc1_weight")
+        if w1.ndim != 2 or w1.shape[1] != c:
+            raise ValueError("fc1_weight: expected shape [hidden][%d], got %s" % (c, tuple(w1.shape)))
+        hidden = w1.shape[0]
+        w2 = _f32(fc2_weight, "fc2_weight")
+        _require_shape(w2, (c, hidden), "fc2_weight")
+        b1 = _opt_f32(fc1_bias, "fc1_bias")
+        if b1 is not None:
+            _require_shape(b1, (hidden,), "fc1_bias")
+        b2 = _opt_f32(fc2_bias, "fc2_bias")
+        if b2 is not None:
+            _require_shape(b2, (c,), "fc2_bias")
+        if not isinstance(post_norm, (bool, np.bool_)) and post_norm not in (0, 1):
+            raise ValueError("post_norm: expected True or False, got %r" % (post_norm,))
+        try:
+            eps = float(norm_eps)
+        except (TypeError, ValueError):
+            raise ValueError("norm_eps: expected a float, got %r" % (norm_eps,)) from None
+
+        desc = _BlockDesc()
+        desc.attention = attention
+        desc.norm1_weight, desc.norm1_bias, desc.norm2_weight, desc.norm2_bias = (_fp(a) for a in norms)
+        desc.norm_eps = eps
+        desc.post_norm = 1 if post_norm else 0
+        desc.mlp_hidden = hidden
+        desc.fc1_weight, desc.fc1_bias, desc.fc2_weight, desc.fc2_bias = _fp(w1), _fp(b1), _fp(w2), _fp(b2)
+        desc.num_threads = threads
+        desc.flags = 0
+        handle = ctypes.c_void_p()
+        lib = _lib()
+        _check(_optional_fn(lib, "winattn_block_create")(ctypes.byref(desc), ctypes.byref(handle)))
+        del keep  # the library copied everything
+        self._lib = lib
+        self._handle = handle.value
+        self._num_threads = threads
+        self.channels, self.num_heads, self.window, self.shift, self.is_v2 = meta[0], meta[1], meta[2], meta[3], meta[4]
+        self.post_norm = bool(post_norm)
+        self.mlp_hidden = hidden
+
+    @classmethod
+    def from_torchvision(cls, module, *, num_threads=None):
+        """A Block computing what a torchvision SwinTransformerBlock or SwinTransformerBlockV2 (in memory,
+        any dtype and device) computes in eval mode: the module's current parameters are copied (as float32).
+        The block's MLP must be torchvision's Linear -> GELU (exact, approximate="none") -> Dropout -> Linear
+        -> Dropout; anything else raises ValueError."""
+        def arr(t):
+            return None if t is None else t.detach().cpu().float().numpy()
+
+        post_norm = any(k.__name__ == "SwinTransformerBlockV2" for k in type(module).__mro__)
+        attn = module.attn
+        linears = [m for m in module.mlp if hasattr(m, "in_features") and hasattr(m, "weight")]
+        gelus = [m for m in module.mlp if type(m).__name__ == "GELU"]
+        if len(linears) != 2 or len(gelus) != 1 or getattr(gelus[0], "approximate", "none") != "none":
+            raise ValueError("module.mlp: expected Linear, GELU (exact), Dropout, Linear, Dropout; got %r" % (module.mlp,))
+        if module.norm1.eps != module.norm2.eps:
+            raise ValueError("norm1.eps (%g) and norm2.eps (%g) differ" % (module.norm1.eps, module.norm2.eps))
+        v2 = hasattr(attn, "logit_scale")
+        attention = dict(
+            qkv_bias=arr(attn.qkv.bias),
+            proj_bias=arr(attn.proj.bias),
+        )
+        if v2:
+            attention.update(
+                logit_scale=arr(attn.logit_scale),
+                cpb_weight1=arr(attn.cpb_mlp[0].weight),
+                cpb_bias1=arr(attn.cpb_mlp[0].bias),
+                cpb_weight2=arr(attn.cpb_mlp[2].weight),
+            )
+        else:
+            attention.update(relative_position_bias_table=arr(attn.relative_position_bias_table))
+        return cls(
+            module.norm1.weight.shape[0],
+            attn.num_heads,
+            tuple(attn.window_size),
+            tuple(attn.shift_size),
+            arr(attn.qkv.weight),
+            arr(attn.proj.weight),
+            norm1_weight=arr(module.norm1.weight),
+            norm1_bias=arr(module.norm1.bias),
+            norm2_weight=arr(module.norm2.weight),
+            norm2_bias=arr(module.norm2.bias),
+            fc1_weight=arr(linears[0].weight),
+            fc1_bias=arr(linears[0].bias),
+            fc2_weight=arr(linears[1].weight),
+            fc2_bias=arr(linears[1].bias),
+            post_norm=post_norm,
+            norm_eps=module.norm1.eps,
+            num_threads=num_threads,
+            **attention,
+        )
+
+    def forward(self, input):
+        """Runs the block on input ([B][H][W][C], depth 1, or [B][D][H][W][C]); returns a new float32 array
+        of the same shape. ValueError when the block is closed."""
+        if self._handle is None:
+            raise ValueError("block: the block is closed")
+        x = _f32(input, "input")
+        batch, grid, channels = _split_input(x)
+        if channels != self.channels:
+            raise ValueError("input: expected %d channels (last axis), got %d" % (self.channels, channels))
+        g = np.array(grid, dtype=np.int64)
+        out = np.empty(x.shape, dtype=np.float32)
+        with self._borrow() as handle:
+            _check(self._lib.winattn_block_forward(handle, _fp(x), batch, _ip(g), _fp(out)))
+        return out
+
+    __call__ = forward
+
+    @property
+    def num_threads(self):
+        """The block's thread budget, as Layer.num_threads: the value last set through this object (0, the
+        default, follows set_num_threads). Settable to an int in 0..MAX_THREADS, also while forwards run."""
+        return self._num_threads
+
+    @num_threads.setter
+    def num_threads(self, n):
+        n = _thread_count(n, "num_threads")
+        with self._borrow() as handle:
+            _check(self._lib.winattn_block_set_num_threads(handle, n))
+        self._num_threads = n
+
+    def __repr__(self):
+        """A short description: channels, heads, window, shift, v1/v2 attention, norm order, closed."""
+        return "winattn.Block(channels=%d, num_heads=%d, window=%s, shift=%s, mlp_hidden=%d, %s, %s%s)" % (
+            getattr(self, "channels", -1),
+            getattr(self, "num_heads", -1),
+            getattr(self, "window", None),
+            getattr(self, "shift", None),
+            getattr(self, "mlp_hidden", -1),
+            "v2" if getattr(self, "is_v2", False) else "v1",
+            "post-norm" if getattr(self, "post_norm", False) else "pre-norm",
             ", closed" if self.closed else "",
         )
