@@ -1,6 +1,8 @@
 // Every registered f32 LayerNorm kernel the CPU supports, called directly (whatever the dispatch would
 // pick), on channel counts around the vector widths, with and without the residual, in place, with strided
-// rows, against a float64 oracle written here.
+// rows, against a float64 oracle written here. The xsimd kernel's template is also run at 4 lanes (SSE2,
+// instantiated here): with the AVX2 entry (8 lanes) that exercises its width-generic logic at two widths on
+// any x86-64 CPU, since the 16-lane AVX-512 entry only runs where the CPU has AVX-512.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -13,11 +15,20 @@
 
 #include "cpu/dispatch.h"
 #include "norm/layer_norm.h"
+#include "norm/layer_norm_xsimd.h"
 
 namespace {
 
 using winattn::detail::LayerNormKernelInfo;
 
+void layer_norm_sse2(const float *x, const float *residual, float *y, int64_t rows, int64_t channels,
+                     int64_t ld, const float *gamma, const float *beta, float eps) {
+  winattn::detail::layer_norm_f32_xsimd<xsimd::sse2>(x, residual, y, rows, channels, ld, gamma, beta, eps);
+}
+const LayerNormKernelInfo f32_layernorm_xsimd_sse2_test = {"f32_layernorm_xsimd_sse2 (test only)", 0,
+                                                           layer_norm_sse2};
+
+// The registered kernels the CPU runs, and the template at 4 lanes.
 std::vector<const LayerNormKernelInfo *> runnable_kernels() {
   size_t count = 0;
   const LayerNormKernelInfo *const *all = winattn::detail::f32_layernorm_kernels(&count);
@@ -25,6 +36,7 @@ std::vector<const LayerNormKernelInfo *> runnable_kernels() {
   for (size_t i = 0; i < count; ++i)
     if (winattn::detail::has_features(winattn::detail::active_features(), all[i]->required))
       kernels.push_back(all[i]);
+  kernels.push_back(&f32_layernorm_xsimd_sse2_test);
   return kernels;
 }
 

@@ -9,6 +9,7 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -386,6 +387,47 @@ TEST_CASE("block: the same bits for 1, 2 and 3 threads, process setting and bloc
               WINATTN_STATUS_OK);
       CHECK(out == one);
     }
+    winattn_block_destroy(block);
+  }
+}
+
+TEST_CASE("block: concurrent forwards on one block, other grids and batches per call, give the serial bits") {
+  for (bool post_norm : {false, true}) {
+    CAPTURE(post_norm);
+    BlockSpec s = make_block(465, 1, {1, 8, 8}, 16, 2, {1, 4, 4}, {0, 2, 2}, false, post_norm);
+    const auto d = desc_of(s);
+    winattn_block *block = nullptr;
+    REQUIRE(winattn_block_create(&d, &block) == WINATTN_STATUS_OK);
+    struct Call {
+      int64_t batch;
+      Triple grid;
+      std::vector<float> input, serial;
+    };
+    std::vector<Call> calls;
+    wt::Rng rng(10);
+    for (Triple grid : {Triple{1, 8, 8}, Triple{1, 9, 7}, Triple{1, 16, 12}, Triple{1, 5, 5}})
+      for (int64_t batch : {1, 2}) {
+        s.grid = grid, s.batch = batch;
+        Call call{batch, grid, rng.vec(s.size(), -2.0f, 2.0f), std::vector<float>(s.size())};
+        REQUIRE(winattn_block_forward(block, call.input.data(), batch, grid.data(), call.serial.data()) ==
+                WINATTN_STATUS_OK);
+        calls.push_back(std::move(call));
+      }
+    std::vector<int> mismatches(4, 0);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t)
+      threads.emplace_back([&, t] {
+        for (int round = 0; round < 6; ++round)
+          for (size_t i = t; i < calls.size(); i += 2) {  // every call made by two threads at once
+            const Call &call = calls[i];
+            std::vector<float> out(call.serial.size());
+            const winattn_status status =
+                winattn_block_forward(block, call.input.data(), call.batch, call.grid.data(), out.data());
+            if (status != WINATTN_STATUS_OK || out != call.serial) ++mismatches[t];
+          }
+      });
+    for (std::thread &thread : threads) thread.join();
+    for (int m : mismatches) CHECK(m == 0);
     winattn_block_destroy(block);
   }
 }
