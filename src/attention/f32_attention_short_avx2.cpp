@@ -110,7 +110,7 @@ const AttentionKernelInfo f32_attention_short_8x2_avx2 = {
     ShortAvx2::kWidth,
     2,
     1,
-    attention_short_impl::kMaxN,
+    attention_short_impl::kDispatchMaxN,
     attention_short_impl::workspace_floats<ShortAvx2>,
 };
 

@@ -149,7 +149,7 @@ const AttentionKernelInfo f32_attention_short_16x2_avx512 = {
     ShortAvx512::kWidth,
     2,
     1,
-    attention_short_impl::kMaxN,
+    attention_short_impl::kDispatchMaxN,
     attention_short_impl::workspace_floats<ShortAvx512>,
 };
 

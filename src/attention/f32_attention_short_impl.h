@@ -22,10 +22,13 @@
 // switch of the per-item kernels would break that: the maximum is always subtracted before the exp here).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+
+#include <xmmintrin.h>
 
 #include "attention/attention.h"
 
@@ -44,16 +47,25 @@ extern const AttentionKernelInfo f32_attention_short_8x2_avx2;
 namespace attention_short_impl {
 
 constexpr int64_t kMaxN = 32;
+// The window lengths the dispatch should pick them for: past 16 tokens a query-major per-item kernel has
+// full vectors of queries, while here each 16 (8) dot products cost a reduction tree, which at head_dim 32
+// is as much work as their FMAs (measured on AVX2: 0.82x the query-major kernel at n = 25, 0.92x at 32;
+// 1.05-1.8x at n = 9 and 16).
+constexpr int64_t kDispatchMaxN = 16;
 // Nothing in the kernels depends on it (their scratch does not grow with the batch): the callers' bound.
 constexpr int64_t kMaxBatch = kMaxBatchItems;
 
 inline int64_t quads_of(int64_t n) {
   return (n + 3) / 4;
 }
-// Slots one item can span: an item of q quads starting at the last quad of a slot of w / 4.
+// Slots kept: at least as many as one item can span (q quads starting at the last quad of a slot of
+// w / 4), a power of two so that the ring index is a mask.
 inline int64_t ring_slots(int64_t n, int64_t width) {
   const int64_t per_slot = width / 4;
-  return (per_slot - 1 + quads_of(n) + per_slot - 1) / per_slot;
+  const int64_t span = (per_slot - 1 + quads_of(n) + per_slot - 1) / per_slot;
+  int64_t ring = 1;
+  while (ring < span) ring *= 2;
+  return ring;
 }
 // logits^T [n][W]; probabilities^T [ring_slots][n][W]; cosine key scales [n][W]; key norms [n, padded];
 // row scales [W].
@@ -75,8 +87,46 @@ struct Kernel {
   static constexpr int kTileQuads = kQuads / 2;  // quads per half tile
   static constexpr int kTileRows = 4 * kTileQuads;
 
+  // Prefetches the rows (q, k, v, out) of the items ahead, a few rows per step: items [item, end) are not
+  // yet prefetched; of `item`, arrays below `array` and, of that array, rows below `row` are.
+  struct Prefetcher {
+    const AttentionItem *items;
+    int64_t n, d, ld[4];
+    int64_t item = 0, end = 0, array = 0, row = 0;
+    int64_t rows_per_step = 0;
+    bool to_l1 = true;
+
+    void issue_row(const float *p) const {
+      const char *first = reinterpret_cast<const char *>(p);
+      const char *last = reinterpret_cast<const char *>(p + d - 1);
+      const uintptr_t line_mask = ~static_cast<uintptr_t>(63);
+      for (uintptr_t a = reinterpret_cast<uintptr_t>(first) & line_mask;
+           a <= reinterpret_cast<uintptr_t>(last); a += 64) {
+        if (to_l1) {
+          _mm_prefetch(reinterpret_cast<const char *>(a), _MM_HINT_T0);
+        } else {
+          _mm_prefetch(reinterpret_cast<const char *>(a), _MM_HINT_T1);
+        }
+      }
+    }
+    void step(int64_t rows) {
+      for (; rows > 0 && item < end; --rows) {
+        const AttentionItem &it = items[item];
+        const float *base = array == 0 ? it.q : array == 1 ? it.k : array == 2 ? it.v : it.out;
+        issue_row(base + row * ld[array]);
+        if (++row == n) {
+          row = 0;
+          if (++array == 4) {
+            array = 0;
+            ++item;
+          }
+        }
+      }
+    }
+  };
+
   struct Call {
-    int64_t n, d, nq, total_quads, ring;
+    int64_t n, d, nq, count, total_quads, ring;
     int64_t ld_q, ld_k, ld_v, ld_out;
     bool cosine;
     const AttentionItem *items;
@@ -85,7 +135,18 @@ struct Kernel {
     float *key_scale;  // [n][W] cosine: 1 / ||k_j|| of each lane's item
     float *key_norm;   // [n] cosine: 1 / ||k_j|| of one item
     float *row_scale;  // [W] scale, or scale / ||q_i|| for cosine attention
+    Prefetcher *prefetch;
+    // P V tiles of nearly equal size, split once per call (no division per tile): `tiles` tiles, the first
+    // `extra` of base + 1 (channel vectors, or rows), the others of base. rows[NV]: for NV channel vectors.
+    struct Split {
+      int64_t tiles, base, extra;
+    } cols, rows[T::kPvVecs + 1];
   };
+
+  static typename Call::Split split(int64_t total, int64_t most) {
+    const int64_t tiles = (total + most - 1) / most;
+    return {tiles, total / tiles, total % tiles};
+  }
 
   // 4 rows of one item.
   struct Quad {
@@ -164,41 +225,98 @@ struct Kernel {
     }
   }
 
-  // Half h of the slot (quads [h * kTileQuads, (h + 1) * kTileQuads)), keys j and j + 1: out[k] holds
-  // the half's dot products for key j + k, partly reduced (T::part), for T::join.
-  __attribute__((always_inline)) static inline void half_tile(const Call &c, const Quad *quads, int64_t j,
-                                                              V (&out)[2]) {
-    const AttentionItem &a = c.items[quads[0].item];
-    const AttentionItem &b = c.items[quads[kTileQuads - 1].item];
+  // What a half tile reads: its rows' q pointers (the padding rows of a last quad repeat its last row)
+  // and key row 0 of the items of its first and last quad.
+  struct Half {
     const float *q[kTileRows];
+    const float *ka, *kb;
+    bool shared;  // one item
+  };
+
+  static Half half_of(const Call &c, const Quad *quads) {
+    Half h;
 #pragma GCC unroll 8
     for (int t = 0; t < kTileQuads; ++t) {
       const Quad &quad = quads[t];
       const float *base = c.items[quad.item].q + quad.row0 * c.ld_q;
 #pragma GCC unroll 4
-      for (int i = 0; i < 4; ++i) q[4 * t + i] = base + (i < quad.rows ? i : quad.rows - 1) * c.ld_q;
+      for (int i = 0; i < 4; ++i) h.q[4 * t + i] = base + (i < quad.rows ? i : quad.rows - 1) * c.ld_q;
     }
+    h.ka = c.items[quads[0].item].k;
+    h.kb = c.items[quads[kTileQuads - 1].item].k;
+    h.shared = kTileRows == 4 || quads[0].item == quads[kTileQuads - 1].item;
+    return h;
+  }
+
+  // Keys j and j + 1 of a half tile: out[k] holds its dot products for key j + k, partly reduced
+  // (T::part), for T::join.
+  __attribute__((always_inline)) static inline void half_tile(const Call &c, const Half &h, int64_t j,
+                                                              V (&out)[2]) {
     const int64_t key_step = j + 1 < c.n ? c.ld_k : 0;
     V acc[2][kTileRows];
-    if (kTileRows == 4 || quads[0].item == quads[kTileQuads - 1].item) {
-      dot_tile<true>(q, a.k + j * c.ld_k, a.k + j * c.ld_k, key_step, c.d, acc);
+    if (h.shared) {
+      dot_tile<true>(h.q, h.ka + j * c.ld_k, h.ka + j * c.ld_k, key_step, c.d, acc);
     } else {
-      dot_tile<false>(q, a.k + j * c.ld_k, b.k + j * c.ld_k, key_step, c.d, acc);
+      dot_tile<false>(h.q, h.ka + j * c.ld_k, h.kb + j * c.ld_k, key_step, c.d, acc);
     }
     T::part(acc, out);
   }
 
-  // Logits^T of slot s into c.st, probabilities^T into its ring entry.
-  static void slot(const Call &c, int64_t s) {
+  struct Terms {
+    const Segment *bias, *mask;
+    int bias_count, mask_count;
+  };
+
+  // Logits^T of a slot into c.st (scaled, plus its terms); returns their maxima.
+  static V logits(const Call &c, const Half &half0, const Half &half1, bool second_half, const Terms &terms,
+                  V row_scale) {
     const int64_t n = c.n;
+    V row_max = T::set1(-std::numeric_limits<float>::infinity());
+    for (int64_t j = 0; j < n; j += 2) {
+      c.prefetch->step(c.prefetch->rows_per_step);
+      V lo[2], hi[2];
+      half_tile(c, half0, j, lo);
+      if (second_half) {
+        half_tile(c, half1, j, hi);
+      } else {
+        hi[0] = hi[1] = T::zero();
+      }
+#pragma GCC unroll 2
+      for (int k = 0; k < 2; ++k) {
+        const int64_t key = j + k;
+        if (key >= n) break;
+        V x = T::join(lo[k], hi[k]);
+        if (c.cosine) x = T::mul(x, T::load(c.key_scale + key * W));
+        V sum = T::zero();
+        for (int g = 0; g < terms.bias_count; ++g)
+          sum = T::add(sum, T::maskz_loadu(terms.bias[g].lanes, terms.bias[g].row(key)));
+        for (int g = 0; g < terms.mask_count; ++g)
+          sum = T::add(sum, T::maskz_loadu(terms.mask[g].lanes, terms.mask[g].row(key)));
+        x = T::fmadd(x, row_scale, sum);
+        T::store(c.st + key * W, x);
+        row_max = T::max(row_max, x);
+      }
+    }
+    return row_max;
+  }
+
+  // Logits^T of slot s into c.st, probabilities^T into its ring entry. (cursor_item, cursor_rq): its first
+  // quad, advanced past its last.
+  static void slot(const Call &c, int64_t s, int64_t &cursor_item, int64_t &cursor_rq) {
+    const int64_t n = c.n;
+    // Prefetch the items that start in the next slot while this one computes.
+    Prefetcher &prefetch = *c.prefetch;
+    prefetch.end = std::min<int64_t>(c.count, ((s + 2) * kQuads + c.nq - 1) / c.nq);
     Quad quads[kQuads];
     int used = 0;
-    for (int t = 0; t < kQuads; ++t) {
-      const int64_t g = s * kQuads + t;
-      if (g >= c.total_quads) break;
-      const int64_t row0 = 4 * (g % c.nq);
-      quads[t] = Quad{g / c.nq, row0, static_cast<int>(n - row0 < 4 ? n - row0 : 4)};
+    for (int t = 0; t < kQuads && cursor_item < c.count; ++t) {
+      const int64_t row0 = 4 * cursor_rq;
+      quads[t] = Quad{cursor_item, row0, static_cast<int>(n - row0 < 4 ? n - row0 : 4)};
       used = t + 1;
+      if (++cursor_rq == c.nq) {
+        cursor_rq = 0;
+        ++cursor_item;
+      }
     }
     for (int t = used; t < kQuads; ++t) quads[t] = quads[used - 1];  // lanes computed, never used
 
@@ -242,37 +360,15 @@ struct Kernel {
     const V row_scale = T::load(c.row_scale);
 
     // 1. logits^T, two keys at a time, and their maxima.
+    const Half half0 = half_of(c, quads), half1 = half_of(c, quads + kTileQuads);
+    const Terms terms{bias, mask, bias_count, mask_count};
     const bool second_half = used > kTileQuads;
-    V row_max = T::set1(-std::numeric_limits<float>::infinity());
-    for (int64_t j = 0; j < n; j += 2) {
-      V lo[2], hi[2];
-      half_tile(c, quads, j, lo);
-      if (second_half) {
-        half_tile(c, quads + kTileQuads, j, hi);
-      } else {
-        hi[0] = hi[1] = T::zero();
-      }
-#pragma GCC unroll 2
-      for (int k = 0; k < 2; ++k) {
-        const int64_t key = j + k;
-        if (key >= n) break;
-        V x = T::join(lo[k], hi[k]);
-        if (c.cosine) x = T::mul(x, T::load(c.key_scale + key * W));
-        V terms = T::zero();
-        for (int g = 0; g < bias_count; ++g)
-          terms = T::add(terms, T::maskz_loadu(bias[g].lanes, bias[g].row(key)));
-        for (int g = 0; g < mask_count; ++g)
-          terms = T::add(terms, T::maskz_loadu(mask[g].lanes, mask[g].row(key)));
-        x = T::fmadd(x, row_scale, terms);
-        T::store(c.st + key * W, x);
-        row_max = T::max(row_max, x);
-      }
-    }
+    const V row_max = logits(c, half0, half1, second_half, terms, row_scale);
 
     // 2. softmax along the keys. A row whose logits are all -inf takes maximum 0: its weights are
     // exp(-inf) = 0, its sum 0 and its output 0.
     const V m = T::neg_inf_to_zero(row_max);
-    float *pt = c.pt + (s % c.ring) * n * W;
+    float *pt = c.pt + (s & (c.ring - 1)) * n * W;
     V sum = T::zero();
     for (int64_t j = 0; j < n; ++j) {
       const V p = T::exp_neg(T::sub(T::load(c.st + j * W), m));
@@ -293,7 +389,7 @@ struct Kernel {
     for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
       for (int u = 0; u < NV; ++u) acc[r][u] = T::zero();
-    const M tail = T::lanes(0, d - (c0 + (NV - 1) * W));
+    const M tail = T::lanes(0, kPartial ? d - (c0 + (NV - 1) * W) : W);
     const float *pr[R];
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) pr[r] = p[r];
@@ -338,49 +434,45 @@ struct Kernel {
     }
   }
 
-  // All rows of channel vectors [c0, c0 + NV): row tiles of nearly equal height.
+  // All rows of channel vectors [c0, c0 + NV).
   template <int NV>
-  static void pv_columns(const float *const *p, const float *v, int64_t ld_v, int64_t n, int64_t c0,
-                         int64_t d, float *out, int64_t ld_out) {
-    constexpr int kRows = T::pv_rows(NV);
-    const bool partial = c0 + NV * W > d;
-    const int64_t tiles = (n + kRows - 1) / kRows;
+  static void pv_columns(const Call &c, const float *const *p, const float *v, int64_t c0, float *out) {
+    const bool partial = c0 + NV * W > c.d;
+    const typename Call::Split &rows = c.rows[NV];
     int64_t r0 = 0;
-    for (int64_t t = 0; t < tiles; ++t) {
-      const int rows = static_cast<int>((n - r0 + (tiles - t) - 1) / (tiles - t));
-      pv_rows<kRows, NV>(rows, partial, p + r0, v, ld_v, n, c0, d, out + r0 * ld_out, ld_out);
-      r0 += rows;
+    for (int64_t t = 0; t < rows.tiles; ++t) {
+      const int height = static_cast<int>(rows.base + (t < rows.extra ? 1 : 0));
+      pv_rows<T::pv_rows(NV), NV>(height, partial, p + r0, v, c.ld_v, c.n, c0, c.d, out + r0 * c.ld_out,
+                                  c.ld_out);
+      r0 += height;
     }
   }
 
   // 3. out = P V for item b, whose probabilities are all in the ring.
   static void output(const Call &c, int64_t b) {
     const AttentionItem &item = c.items[b];
-    const int64_t n = c.n, d = c.d;
+    const int64_t n = c.n;
     const float *p[kMaxN];
     for (int64_t r = 0; r < n; ++r) {
       const int64_t g = b * c.nq + r / 4;
-      p[r] = c.pt + ((g / kQuads) % c.ring) * n * W + (g % kQuads) * 4 + r % 4;
+      p[r] = c.pt + ((g / kQuads) & (c.ring - 1)) * n * W + (g % kQuads) * 4 + r % 4;
     }
-    // Channel tiles of nearly equal width.
-    const int64_t vecs = (d + W - 1) / W;
-    const int64_t tiles = (vecs + T::kPvVecs - 1) / T::kPvVecs;
     int64_t v0 = 0;
-    for (int64_t t = 0; t < tiles; ++t) {
-      const int64_t width = (vecs - v0 + (tiles - t) - 1) / (tiles - t);
+    for (int64_t t = 0; t < c.cols.tiles; ++t) {
+      const int64_t width = c.cols.base + (t < c.cols.extra ? 1 : 0);
       const int64_t c0 = v0 * W;
       switch (width) {
         case 1:
-          pv_columns<1>(p, item.v, c.ld_v, n, c0, d, item.out, c.ld_out);
+          pv_columns<1>(c, p, item.v, c0, item.out);
           break;
         case 2:
-          pv_columns<T::kPvVecs >= 2 ? 2 : 1>(p, item.v, c.ld_v, n, c0, d, item.out, c.ld_out);
+          pv_columns<T::kPvVecs >= 2 ? 2 : 1>(c, p, item.v, c0, item.out);
           break;
         case 3:
-          pv_columns<T::kPvVecs >= 3 ? 3 : 1>(p, item.v, c.ld_v, n, c0, d, item.out, c.ld_out);
+          pv_columns<T::kPvVecs >= 3 ? 3 : 1>(c, p, item.v, c0, item.out);
           break;
         default:
-          pv_columns<T::kPvVecs >= 4 ? 4 : 1>(p, item.v, c.ld_v, n, c0, d, item.out, c.ld_out);
+          pv_columns<T::kPvVecs >= 4 ? 4 : 1>(c, p, item.v, c0, item.out);
           break;
       }
       v0 += width;
@@ -394,6 +486,7 @@ struct Kernel {
     c.n = n;
     c.d = shape.head_dim;
     c.nq = nq;
+    c.count = count;
     c.total_quads = count * nq;
     c.ring = ring;
     c.ld_q = shape.ld_q;
@@ -407,10 +500,23 @@ struct Kernel {
     c.key_scale = c.pt + ring * n * W;
     c.row_scale = c.key_scale + n * W;
     c.key_norm = c.row_scale + W;
+    Prefetcher prefetch;
+    prefetch.items = items;
+    prefetch.n = n;
+    prefetch.d = c.d;
+    prefetch.ld[0] = c.ld_q, prefetch.ld[1] = c.ld_k, prefetch.ld[2] = c.ld_v, prefetch.ld[3] = c.ld_out;
+    prefetch.item = kQuads / nq;  // the first slot's items are being read anyway
+    // The rows of one slot's worth of items (4 arrays x W rows) over its (n + 1) / 2 key steps.
+    prefetch.rows_per_step = (4 * W + (n + 1) / 2 - 1) / ((n + 1) / 2);
+    prefetch.to_l1 = shape.prefetch_to_l1;
+    c.prefetch = &prefetch;
+    c.cols = split((c.d + W - 1) / W, T::kPvVecs);
+    for (int nv = 1; nv <= T::kPvVecs; ++nv) c.rows[nv] = split(n, T::pv_rows(nv));
     const int64_t slots = (c.total_quads + kQuads - 1) / kQuads;
-    int64_t next = 0;  // the next item to output
+    int64_t next = 0;          // the next item to output
+    int64_t item = 0, rq = 0;  // the next quad
     for (int64_t s = 0; s < slots; ++s) {
-      slot(c, s);
+      slot(c, s, item, rq);
       while (next < count && (next + 1) * nq <= (s + 1) * kQuads) output(c, next++);
     }
   }

@@ -1,8 +1,8 @@
 // The benchmark half of short_dev: each short-window batched kernel against the per-item kernels of the same
 // ISA (the ones the dispatch picks today, called item by item with the next item prefetched as
 // window_attention does), on the same items, calls interleaved, rdtsc per call. FLOPs: 4 n^2 head_dim per
-// item. The FMA peak is probed in this process (12 independent chains, the fastest of 9 runs) before and
-// after.
+// item. The FMA peak is probed in this process (12 independent chains, the fastest of 40 short runs) before
+// and after.
 //
 //   short_dev bench [--secs S] [--shape NAME] [--isa avx2|avx512]
 #include <x86intrin.h>
@@ -25,6 +25,14 @@
 #include "attention/f32_attention_short_impl.h"
 
 using namespace winattn::detail;
+
+// Variants of a kernel linked in for a paired comparison (their AttentionKernelInfo renamed with objcopy
+// --redefine-sym): `--prof variants` times them interleaved with the kernel itself.
+namespace winattn::detail {
+extern const AttentionKernelInfo short_variant_0 __attribute__((weak));
+extern const AttentionKernelInfo short_variant_1 __attribute__((weak));
+extern const AttentionKernelInfo short_variant_2 __attribute__((weak));
+}  // namespace winattn::detail
 
 namespace {
 
@@ -80,11 +88,11 @@ void calibrate_tsc() {
   g_tsc_hz = double(c1 - c0) / secs;
 }
 
-// GFLOP/s, the fastest of 9 runs of ~5 ms (interference only slows a run).
+// GFLOP/s, the fastest of 40 runs of ~2 ms over ~0.1 s (interference only slows a run).
 double peak_gflops(bool avx512) {
-  const int64_t iterations = 1 << 20;
+  const int64_t iterations = 1 << 18;
   double best = 0.0;
-  for (int run = 0; run < 10; ++run) {
+  for (int run = 0; run < 41; ++run) {
     const uint64_t c0 = __rdtsc();
     const double flops = avx512 ? probe_avx512(iterations) : probe_avx2(iterations);
     const uint64_t c1 = __rdtsc();
@@ -213,7 +221,9 @@ Runner batched(const AttentionKernelInfo &k, const Data &data) {
   r.workspace = k.workspace_floats(data.s.n, data.s.d);
   const AttentionKernelInfo *kp = &k;
   r.run = [kp](const Data &dt, int64_t first, int64_t count, float *ws) {
-    kp->run_batch(dt.shape(), dt.items.data() + first, count, ws);
+    AttentionShape shape = dt.shape();
+    shape.prefetch_to_l1 = true;  // as window_attention sets it on AMD (this machine)
+    kp->run_batch(shape, dt.items.data() + first, count, ws);
   };
   return r;
 }
@@ -223,9 +233,11 @@ double percentile(std::vector<double> x, double p) {
   return x[static_cast<size_t>(p * double(x.size() - 1))];
 }
 
-// Every runner on the same groups of `count` items, interleaved; groups cycle over the data's items.
+// Every runner on groups of `count` items, interleaved; groups cycle over the data's items. shared: all
+// runners on the same group (data in cache: the second finds it warm); otherwise each runner on its own
+// part of the data, far from the others' (streaming: each pays its own misses).
 void measure(const char *label, const Data &data, std::vector<Runner> &runners, int64_t count, double secs,
-             double peak) {
+             double peak, bool shared) {
   const int64_t total = static_cast<int64_t>(data.items.size());
   std::vector<float *> ws;
   for (const Runner &r : runners)
@@ -238,11 +250,16 @@ void measure(const char *label, const Data &data, std::vector<Runner> &runners, 
   for (int64_t first = 0; first + count <= total; first += count)
     for (size_t r = 0; r < runners.size(); ++r) runners[r].run(data, first, count, ws[r]);
   const auto start = std::chrono::steady_clock::now();
-  while (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < secs) {
-    const int64_t first = (g * count) % (total / count * count);
-    ++g;
+  // (the clock only every 16 groups: reading it is slow in some VMs)
+  while ((g + 1) % 16 != 0 ||
+         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < secs) {
+    const int64_t groups = total / count;
     std::vector<double> c(runners.size());
     for (size_t r = 0; r < runners.size(); ++r) {
+      const int64_t group =
+          shared ? g % groups
+                 : (g + static_cast<int64_t>(r) * groups / static_cast<int64_t>(runners.size())) % groups;
+      const int64_t first = group * count;
       _mm_lfence();
       const uint64_t t0 = __rdtsc();
       _mm_lfence();
@@ -252,6 +269,7 @@ void measure(const char *label, const Data &data, std::vector<Runner> &runners, 
       c[r] = double(t1 - t0);
       cycles[r].push_back(c[r]);
     }
+    ++g;
     if (runners.size() > 1) ratio.push_back(c[1] / c[0]);
   }
   std::printf("  %s: %lld calls of %lld items each\n", label, (long long)cycles[0].size(), (long long)count);
@@ -275,7 +293,8 @@ int run_bench(int argc, char **argv) {
   double secs = 2.0;
   std::string only, isa_only;
   int64_t count = attention_short_impl::kMaxBatch;
-  std::string prof;  // --prof batch|today: run only that kernel on hot data (for perf)
+  std::string prof;         // --prof batch|today: run only that kernel on hot data (for perf)
+  bool prof_whole = false;  // --whole: --prof on the whole shape
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--secs" && i + 1 < argc) secs = std::atof(argv[++i]);
@@ -283,6 +302,7 @@ int run_bench(int argc, char **argv) {
     if (a == "--isa" && i + 1 < argc) isa_only = argv[++i];
     if (a == "--count" && i + 1 < argc) count = std::atoll(argv[++i]);
     if (a == "--prof" && i + 1 < argc) prof = argv[++i];
+    if (a == "--whole") prof_whole = true;
   }
   __builtin_cpu_init();
   [[maybe_unused]] const bool has512 =
@@ -313,7 +333,7 @@ int run_bench(int argc, char **argv) {
     }
     const bool wide = std::string(isa.name) == "avx512";
     const double peak = peak_gflops(wide);
-    std::printf("== %s: FMA peak %.1f GFLOP/s (1 thread, fastest of 9)\n", isa.name, peak);
+    std::printf("== %s: FMA peak %.1f GFLOP/s (1 thread, fastest of 40 runs)\n", isa.name, peak);
     for (const Shape &s : kShapes) {
       if (!only.empty() && only != s.name) continue;
       std::printf("%s: %lld windows x %lld heads, n %lld, head_dim %lld, bias %d, mask %d\n", s.name,
@@ -323,10 +343,17 @@ int run_bench(int argc, char **argv) {
       const AttentionKernelInfo *other = s.n <= kRowMajorMaxN ? isa.query_major : isa.row_major;
       if (!prof.empty()) {
         const int64_t hot_items = std::max<int64_t>(count, (256 << 10) / (16 * s.n * s.d));
-        Data hot(s, (hot_items + s.heads - 1) / s.heads);
-        std::vector<Runner> runners = {prof == "batch" ? batched(*isa.batch, hot) : per_item(*today, hot)};
+        Data hot(s, prof_whole ? s.windows : (hot_items + s.heads - 1) / s.heads);
+        std::vector<Runner> runners = {prof == "today" ? per_item(*today, hot) : batched(*isa.batch, hot)};
+        if (prof == "variants") {
+          for (const AttentionKernelInfo *v : {&short_variant_0, &short_variant_1, &short_variant_2}) {
+            if (v == nullptr) continue;
+            runners.push_back(batched(*v, hot));
+            runners.back().name = "variant " + std::to_string(runners.size() - 2);
+          }
+        }
         measure("hot (L2), one kernel", hot, runners,
-                std::min<int64_t>(count, static_cast<int64_t>(hot.items.size())), secs, peak);
+                std::min<int64_t>(count, static_cast<int64_t>(hot.items.size())), secs, peak, true);
         continue;
       }
       {
@@ -337,12 +364,12 @@ int run_bench(int argc, char **argv) {
         std::vector<Runner> runners = {batched(*isa.batch, hot), per_item(*today, hot),
                                        per_item(*other, hot)};
         measure("hot (L2)", hot, runners, std::min<int64_t>(count, static_cast<int64_t>(hot.items.size())),
-                secs, peak);
+                secs, peak, true);
       }
       {
         Data full(s, s.windows);  // the whole shape: streams from memory
         std::vector<Runner> runners = {batched(*isa.batch, full), per_item(*today, full)};
-        measure("whole shape (memory)", full, runners, count, secs, peak);
+        measure("whole shape (memory)", full, runners, count, secs, peak, false);
       }
     }
     const double after = peak_gflops(wide);
