@@ -7,6 +7,7 @@ packages=(
   build-essential cmake pkg-config          # toolchain
   libdnnl-dev libxsimd-dev                  # oneDNN (projections), xsimd (portable SIMD)
   nlohmann-json3-dev                        # the safetensors header parser
+  libsimde-dev                              # AVX-512 emulation for the kernel tests on CPUs without it
   doctest-dev libbenchmark-dev              # tests, benchmarks
   python3 python3-numpy python3-torch python3-torchvision  # Python binding, torchvision parity, PyTorch comparison
   golang-go                                 # Go binding
