@@ -37,9 +37,10 @@ namespace winattn::detail {
 // The short-window batched kernels (run_batch only), defined in f32_attention_short_avx512.cpp and
 // f32_attention_short_avx2.cpp: "16x2" = logits^T computed 16 query rows (lanes, packed from consecutive
 // items) by 2 keys at a time. They compute any n in [1, 32] (kMaxN) and any head_dim >= 1, and read the
-// transposed terms only: bias_t / mask_t (rows ld_bias_t / ld_mask_t >= n floats apart; a symmetric mask
-// may be passed as its own transpose with ld n) of each item that has a bias or mask; bias and mask
-// themselves are not read. Items may differ in scale and terms; results of an item are the same bits
+// transposed terms: bias_t / mask_t (rows ld_bias_t / ld_mask_t >= n floats apart; a symmetric mask may be
+// passed as its own transpose with ld n) of each item that has a bias or mask, in place; an item with a
+// bias or mask but no transpose of it has it read from bias / mask, transposed into scratch per slot
+// (correct, a little slower). Items may differ in scale and terms; results of an item are the same bits
 // whatever batch it is run in.
 extern const AttentionKernelInfo f32_attention_short_16x2_avx512;
 extern const AttentionKernelInfo f32_attention_short_8x2_avx2;
@@ -67,11 +68,11 @@ inline int64_t ring_slots(int64_t n, int64_t width) {
   while (ring < span) ring *= 2;
   return ring;
 }
-// logits^T [n][W]; probabilities^T [ring_slots][n][W]; cosine key scales [n][W]; key norms [n, padded];
-// row scales [W].
+// logits^T [n][W]; probabilities^T [ring_slots][n][W]; cosine key scales [n][W]; row scales [W]; key
+// norms [n, padded]; bias and mask scratch [n][W] each.
 inline size_t workspace_floats_for(int64_t n, int64_t width) {
   const int64_t n_pad = (n + width - 1) / width * width;
-  return static_cast<size_t>(n * width * (2 + ring_slots(n, width)) + n_pad + width + 16);
+  return static_cast<size_t>(n * width * (4 + ring_slots(n, width)) + n_pad + width + 16);
 }
 template <class T>
 size_t workspace_floats(int64_t n, int64_t /*head_dim*/) {
@@ -130,11 +131,12 @@ struct Kernel {
     int64_t ld_q, ld_k, ld_v, ld_out;
     bool cosine;
     const AttentionItem *items;
-    float *st;         // [n][W] logits^T of the slot
-    float *pt;         // [ring][n][W] probabilities^T of the last slots
-    float *key_scale;  // [n][W] cosine: 1 / ||k_j|| of each lane's item
-    float *key_norm;   // [n] cosine: 1 / ||k_j|| of one item
-    float *row_scale;  // [W] scale, or scale / ||q_i|| for cosine attention
+    float *st;                           // [n][W] logits^T of the slot
+    float *pt;                           // [ring][n][W] probabilities^T of the last slots
+    float *key_scale;                    // [n][W] cosine: 1 / ||k_j|| of each lane's item
+    float *key_norm;                     // [n] cosine: 1 / ||k_j|| of one item
+    float *bias_scratch, *mask_scratch;  // [n][W] each: terms of items that have no transposes
+    float *row_scale;                    // [W] scale, or scale / ||q_i|| for cosine attention
     Prefetcher *prefetch;
     // P V tiles of nearly equal size, split once per call (no division per tile): `tiles` tiles, the first
     // `extra` of base + 1 (channel vectors, or rows), the others of base. rows[NV]: for NV channel vectors.
@@ -321,8 +323,10 @@ struct Kernel {
     for (int t = used; t < kQuads; ++t) quads[t] = quads[used - 1];  // lanes computed, never used
 
     // Per-lane scales and the terms' segments.
-    Segment bias[kQuads], mask[kQuads];
+    Segment bias[kQuads + 1], mask[kQuads + 1];
     int bias_count = 0, mask_count = 0;
+    bool bias_scratch_used = false, mask_scratch_used = false;
+    M bias_scratch_lanes = T::lanes(0, 0), mask_scratch_lanes = T::lanes(0, 0);
     int64_t norm_item = -1;
     for (int t = 0; t < kQuads; ++t) {
       const Quad &quad = quads[t];
@@ -344,19 +348,36 @@ struct Kernel {
       if (t >= used) continue;
       // A quad continues the previous segment when it is the same item's next quad.
       const bool continues = t > 0 && quads[t - 1].item == quad.item;
-      auto add = [&](Segment *segments, int &count, const float *term, int64_t ld) {
-        if (term == nullptr) return;
+      // An item's terms come transposed (bias_t, mask_t: read in place) or, failing that, as [n][n] only:
+      // then this quad's rows are transposed into the slot's scratch, one segment for all such quads.
+      auto add = [&](Segment *segments, int &count, const float *term_t, int64_t ld, const float *term,
+                     float *scratch, bool &scratch_used, M &scratch_lanes) {
+        if (term_t == nullptr) {
+          if (term == nullptr) return;
+          for (int64_t j = 0; j < n; ++j)
+            for (int i = 0; i < quad.rows; ++i) scratch[j * W + 4 * t + i] = term[(quad.row0 + i) * n + j];
+          scratch_lanes = scratch_used ? T::mask_or(scratch_lanes, T::lanes(4 * t, quad.rows))
+                                       : T::lanes(4 * t, quad.rows);
+          scratch_used = true;
+          return;
+        }
         if (continues) {
           segments[count - 1].lanes = T::mask_or(segments[count - 1].lanes, T::lanes(4 * t, quad.rows));
           return;
         }
-        const uintptr_t row0 = reinterpret_cast<uintptr_t>(term + quad.row0);
+        const uintptr_t row0 = reinterpret_cast<uintptr_t>(term_t + quad.row0);
         segments[count++] =
             Segment{row0 - static_cast<uintptr_t>(4 * t) * sizeof(float), ld, T::lanes(4 * t, quad.rows)};
       };
-      add(bias, bias_count, item.terms.bias_t, item.terms.ld_bias_t);
-      add(mask, mask_count, item.terms.mask_t, item.terms.ld_mask_t);
+      add(bias, bias_count, item.terms.bias_t, item.terms.ld_bias_t, item.terms.bias, c.bias_scratch,
+          bias_scratch_used, bias_scratch_lanes);
+      add(mask, mask_count, item.terms.mask_t, item.terms.ld_mask_t, item.terms.mask, c.mask_scratch,
+          mask_scratch_used, mask_scratch_lanes);
     }
+    if (bias_scratch_used)
+      bias[bias_count++] = Segment{reinterpret_cast<uintptr_t>(c.bias_scratch), W, bias_scratch_lanes};
+    if (mask_scratch_used)
+      mask[mask_count++] = Segment{reinterpret_cast<uintptr_t>(c.mask_scratch), W, mask_scratch_lanes};
     const V row_scale = T::load(c.row_scale);
 
     // 1. logits^T, two keys at a time, and their maxima.
@@ -500,6 +521,8 @@ struct Kernel {
     c.key_scale = c.pt + ring * n * W;
     c.row_scale = c.key_scale + n * W;
     c.key_norm = c.row_scale + W;
+    c.bias_scratch = c.key_norm + (n + W - 1) / W * W;
+    c.mask_scratch = c.bias_scratch + n * W;
     Prefetcher prefetch;
     prefetch.items = items;
     prefetch.n = n;

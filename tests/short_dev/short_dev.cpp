@@ -119,6 +119,7 @@ struct Config {
   bool cosine = false;
   double p_bias = 0.0, p_mask = 0.0;  // chance that an item has a bias / a mask
   bool mask_own_transpose = false;    // symmetric masks passed as their own transposes (ld n)
+  double p_no_transpose = 0.0;        // chance that an item's terms come without transposes
   Special special = Special::kNone;
   Guard guard = Guard::kNone;
   uint64_t seed = 1;
@@ -131,10 +132,11 @@ std::string describe(const Config &c) {
   std::snprintf(
       buf, sizeof buf,
       "n=%lld d=%lld count=%lld pads=%lld/%lld/%lld/%lld cosine=%d p_bias=%.1f p_mask=%.1f own_t=%d "
-      "special=%s guard=%d seed=%llu",
+      "no_t=%.1f special=%s guard=%d seed=%llu",
       (long long)c.n, (long long)c.d, (long long)c.count, (long long)c.pad_q, (long long)c.pad_k,
       (long long)c.pad_v, (long long)c.pad_out, c.cosine, c.p_bias, c.p_mask, c.mask_own_transpose,
-      specials[static_cast<int>(c.special)], static_cast<int>(c.guard), (unsigned long long)c.seed);
+      c.p_no_transpose, specials[static_cast<int>(c.special)], static_cast<int>(c.guard),
+      (unsigned long long)c.seed);
   return buf;
 }
 
@@ -145,18 +147,23 @@ struct Item {
   float *bias_t = nullptr, *mask_t = nullptr;
   int64_t ld_bias_t = 0, ld_mask_t = 0;
   float scale = 1.0f;
+  bool no_transpose = false;  // pass bias and mask without their transposes
   AttentionItem view() const {
     AttentionItem it;
     it.q = q, it.k = k, it.v = v, it.out = out, it.scale = scale;
     if (!bias.empty()) {
       it.terms.bias = bias.data();
-      it.terms.bias_t = bias_t;
-      it.terms.ld_bias_t = ld_bias_t;
+      if (!no_transpose) {
+        it.terms.bias_t = bias_t;
+        it.terms.ld_bias_t = ld_bias_t;
+      }
     }
     if (!mask.empty()) {
       it.terms.mask = mask.data();
-      it.terms.mask_t = mask_t;
-      it.terms.ld_mask_t = ld_mask_t;
+      if (!no_transpose) {
+        it.terms.mask_t = mask_t;
+        it.terms.ld_mask_t = ld_mask_t;
+      }
     }
     return it;
   }
@@ -230,6 +237,7 @@ std::unique_ptr<Problem> make_problem(const Config &cfg) {
       for (int64_t c = 0; c < d; ++c) it.k[(n - 1) * p->ld_k + c] = 0.0f;
       for (int64_t c = 0; c < d; ++c) it.q[0 * p->ld_q + c] = 0.0f;
     }
+    it.no_transpose = uniform(0.0, 1.0) < cfg.p_no_transpose;
     const bool has_bias = exact || uniform(0.0, 1.0) < cfg.p_bias || cfg.special == Special::kNanBias;
     const bool has_mask = uniform(0.0, 1.0) < cfg.p_mask || cfg.special == Special::kInfRows;
     if (has_bias) {
@@ -505,6 +513,7 @@ int run_tests(bool quick) {
             c.p_bias = terms == 1 || terms == 3 ? 1.0 : terms == 4 ? 0.5 : 0.0;
             c.p_mask = terms == 2 || terms == 3 ? 1.0 : terms == 4 ? 0.5 : 0.0;
             c.mask_own_transpose = (n + terms) % 2 == 0;
+            c.p_no_transpose = (n + d + cosine) % 3 == 0 ? 0.4 : 0.0;
             c.pad_q = (n + d) % 4, c.pad_k = (n * 3 + d) % 5, c.pad_v = (n + 2 * d) % 3,
             c.pad_out = (n + d) % 2 * 3;
             check_config(st, k, c, true);
@@ -516,6 +525,7 @@ int run_tests(bool quick) {
           if (quick && count % 5 != 0 && count != 1) continue;
           Config c;
           c.n = n, c.d = d, c.count = count, c.seed = seed++, c.p_bias = 0.5, c.p_mask = 0.5;
+          c.p_no_transpose = count % 3 == 0 ? 0.3 : 0.0;
           c.pad_q = 1, c.pad_v = 2;
           check_config(st, k, c, count % 4 == 1);
         }
@@ -539,6 +549,7 @@ int run_tests(bool quick) {
           Config c;
           c.n = n, c.d = d, c.count = 1 + (n + d) % 6, c.guard = g, c.seed = seed++;
           c.p_bias = 0.7, c.p_mask = 0.7, c.mask_own_transpose = n % 2 == 1, c.pad_q = n % 3;
+          c.p_no_transpose = 0.3;
           c.cosine = d == 17;
           check_config(st, k, c, false);
         }
