@@ -50,8 +50,8 @@ namespace attention_short_impl {
 constexpr int64_t kMaxN = 32;
 // The window lengths the dispatch should pick them for: past 16 tokens a query-major per-item kernel has
 // full vectors of queries, while here each 16 (8) dot products cost a reduction tree, which at head_dim 32
-// is as much work as their FMAs (measured on AVX2: 0.82x the query-major kernel at n = 25, 0.92x at 32;
-// 1.05-1.8x at n = 9 and 16).
+// is as much work as their FMAs (measured on AVX2, Zen 3: 0.8x the query-major kernel at n = 25, 0.9x at
+// n = 32; against the kernels picked today 1.35x at n = 8, 1.1x at n = 16, 1.6x at n = 9).
 constexpr int64_t kDispatchMaxN = 16;
 // Nothing in the kernels depends on it (their scratch does not grow with the batch): the callers' bound.
 constexpr int64_t kMaxBatch = kMaxBatchItems;
