@@ -55,7 +55,8 @@ struct AttentionItem {
   AttentionTerms terms;
 };
 // A kernel that runs `count` items of one shape per call (the short-window kernels batch several small
-// items per pass). shape.prefetch is not used. workspace: at least the entry's workspace floats for
+// items per pass). shape.prefetch is not used; shape.prefetch_to_l1 chooses the hint of the kernel's own
+// prefetches of the next items. workspace: at least the entry's workspace floats for
 // (n, head_dim), 64-byte aligned.
 using AttentionBatchFn = void (*)(const AttentionShape &shape, const AttentionItem *items, int64_t count,
                                   float *workspace);
@@ -78,8 +79,9 @@ struct AttentionKernelInfo {
   bool transposed_terms;
   int tile_rows, tile_cols;  // register tile of the logits, as in the name: query rows x keys (row-major),
                              // queries (in lanes) x key rows (query-major)
-  // The window lengths the dispatch picks it for (it computes any n >= 1 correctly).
+  // The window lengths the dispatch picks it for, within [1, limit_n].
   int64_t min_n, max_n;
+  int64_t limit_n;  // the longest window it computes correctly (INT64_MAX: any)
   size_t (*workspace_floats)(int64_t n, int64_t head_dim);  // scratch per call, floats
 };
 
@@ -97,6 +99,8 @@ const AttentionKernelInfo *const *f32_attention_kernels(size_t *count);
 const AttentionKernelInfo &select_f32_attention_kernel(CpuFeatures features, int64_t n);
 
 extern const AttentionKernelInfo f32_attention_rowmajor_1x1_scalar;
+extern const AttentionKernelInfo f32_attention_short_8x2_avx2;
+extern const AttentionKernelInfo f32_attention_short_16x2_avx512;
 extern const AttentionKernelInfo f32_attention_rowmajor_4x24_avx2;
 extern const AttentionKernelInfo f32_attention_qmajor_24x4_avx2;
 extern const AttentionKernelInfo f32_attention_rowmajor_6x64_avx512;

@@ -152,6 +152,7 @@ const AttentionKernelInfo f32_attention_rowmajor_4x24_avx2 = {
     Avx2::kColVecs * Avx2::kWidth,
     1,
     kRowMajorMaxN,
+    INT64_MAX,
     attention_impl::workspace_floats<Avx2>,
 };
 
@@ -166,6 +167,7 @@ const AttentionKernelInfo f32_attention_qmajor_24x4_avx2 = {
     Avx2::kTrBlockVecs * Avx2::kWidth,
     Avx2::tr_key_rows(Avx2::kTrBlockVecs),
     kRowMajorMaxN + 1,
+    INT64_MAX,
     INT64_MAX,
     attention_tr_impl::workspace_floats<Avx2>,
 };

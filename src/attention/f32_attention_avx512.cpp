@@ -150,6 +150,7 @@ const AttentionKernelInfo f32_attention_rowmajor_6x64_avx512 = {
     Avx512::kColVecs * Avx512::kWidth,
     1,
     kRowMajorMaxN,
+    INT64_MAX,
     attention_impl::workspace_floats<Avx512>,
 };
 
@@ -164,6 +165,7 @@ const AttentionKernelInfo f32_attention_qmajor_64x6_avx512 = {
     Avx512::kTrBlockVecs * Avx512::kWidth,
     Avx512::tr_key_rows(Avx512::kTrBlockVecs),
     kRowMajorMaxN + 1,
+    INT64_MAX,
     INT64_MAX,
     attention_tr_impl::workspace_floats<Avx512>,
 };

@@ -69,7 +69,7 @@ size_t workspace_floats(int64_t n, int64_t /*head_dim*/) {
 }  // namespace
 
 const AttentionKernelInfo f32_attention_rowmajor_1x1_scalar = {
-    "f32_attention_rowmajor_1x1_scalar", 0, run_scalar, nullptr, 1, false, 1, 1, 1, INT64_MAX, workspace_floats,
+    "f32_attention_rowmajor_1x1_scalar", 0, run_scalar, nullptr, 1, false, 1, 1, 1, INT64_MAX, INT64_MAX, workspace_floats,
 };
 
 }  // namespace winattn::detail

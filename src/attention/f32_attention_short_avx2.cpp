@@ -111,6 +111,7 @@ const AttentionKernelInfo f32_attention_short_8x2_avx2 = {
     2,
     1,
     attention_short_impl::kDispatchMaxN,
+    attention_short_impl::kMaxN,
     attention_short_impl::workspace_floats<ShortAvx2>,
 };
 

@@ -150,6 +150,7 @@ const AttentionKernelInfo f32_attention_short_16x2_avx512 = {
     2,
     1,
     attention_short_impl::kDispatchMaxN,
+    attention_short_impl::kMaxN,
     attention_short_impl::workspace_floats<ShortAvx512>,
 };
 

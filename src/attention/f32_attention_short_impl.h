@@ -42,8 +42,6 @@ namespace winattn::detail {
 // bias or mask but no transpose of it has it read from bias / mask, transposed into scratch per slot
 // (correct, a little slower). Items may differ in scale and terms; results of an item are the same bits
 // whatever batch it is run in.
-extern const AttentionKernelInfo f32_attention_short_16x2_avx512;
-extern const AttentionKernelInfo f32_attention_short_8x2_avx2;
 
 namespace attention_short_impl {
 

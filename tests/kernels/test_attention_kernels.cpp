@@ -22,7 +22,8 @@ using wt_kernels::AttentionKernelTester;
 // avx512_emulation.h; namespace winattn renamed for the whole build so the entries do not collide with the
 // library's): it tests the AVX-512 kernels' logic on any x86-64 CPU.
 std::vector<const AttentionKernelInfo *> runnable_kernels() {
-  return {&winattn::detail::f32_attention_rowmajor_6x64_avx512, &winattn::detail::f32_attention_qmajor_64x6_avx512};
+  return {&winattn::detail::f32_attention_short_16x2_avx512, &winattn::detail::f32_attention_rowmajor_6x64_avx512,
+          &winattn::detail::f32_attention_qmajor_64x6_avx512};
 }
 #else
 // The kernels this machine can run (its features, within WINATTN_MAX_ISA when that is set).
@@ -40,11 +41,12 @@ std::vector<const AttentionKernelInfo *> runnable_kernels() {
 // Window lengths at and around the kernel's tile edges and vector widths.
 std::vector<int64_t> edge_lengths(const AttentionKernelInfo &kernel) {
   std::set<int64_t> n;
-  for (int64_t t = 1; t <= 34; ++t) n.insert(t);  // every length through two AVX-512 vectors and a bit
+  for (int64_t t = 1; t <= std::min<int64_t>(34, kernel.limit_n); ++t) n.insert(t);  // through two AVX-512 vectors
   for (int64_t edge : {int64_t{kernel.tile_rows}, int64_t{kernel.tile_cols}, int64_t{48}, int64_t{64}}) {
     for (int64_t m : {1, 2, 3}) {
       for (int64_t delta : {-1, 0, 1}) {
-        if (edge * m + delta >= 1 && edge * m + delta <= 200) n.insert(edge * m + delta);
+        if (edge * m + delta >= 1 && edge * m + delta <= std::min<int64_t>(200, kernel.limit_n))
+          n.insert(edge * m + delta);
       }
     }
   }
@@ -72,6 +74,7 @@ TEST_CASE("kernel table: names, features, tiles, workspaces, dispatch ranges") {
     CHECK(k.tile_cols >= 1);
     CHECK(k.min_n >= 1);
     CHECK(k.min_n <= k.max_n);
+    CHECK(k.max_n <= k.limit_n);
     CHECK(k.workspace_floats(1, 1) > 0);
     CHECK(k.workspace_floats(49, 32) >= k.workspace_floats(7, 32));
   }
@@ -106,6 +109,7 @@ TEST_CASE("every kernel: every window length at and around its tiles, several he
 TEST_CASE("every kernel: terms present or not, cosine, strided rows") {
   for (const AttentionKernelInfo *kernel : runnable_kernels()) {
     for (int64_t n : {1, 5, 8, 16, 17, 24, 49, 64, 65, 98, 144}) {
+      if (n > kernel->limit_n) continue;
       for (int64_t d : {3, 16, 32}) {
         for (int flags = 0; flags < 8; ++flags) {
           AttentionKernelTester()
@@ -125,7 +129,8 @@ TEST_CASE("every kernel: terms present or not, cosine, strided rows") {
 
 TEST_CASE("every kernel: large logits, fully masked rows, NaN rows") {
   for (const AttentionKernelInfo *kernel : runnable_kernels()) {
-    for (int64_t n : {1, 2, 7, 16, 17, 33, 49, 64, 144}) {
+    for (int64_t n : {1, 2, 7, 16, 17, 32, 33, 49, 64, 144}) {
+      if (n > kernel->limit_n) continue;
       for (float range : {40.0f, 3000.0f, 1e5f}) {
         for (bool cosine : {false, true}) {
           AttentionKernelTester().n(n).head_dim(32).bias(true).cosine(cosine).logit_range(range).test(*kernel);
@@ -139,6 +144,7 @@ TEST_CASE("every kernel: large logits, fully masked rows, NaN rows") {
 
 TEST_CASE("every kernel: Video Swin's n = 392 and a long temporal window") {
   for (const AttentionKernelInfo *kernel : runnable_kernels()) {
+    if (kernel->limit_n < 392) continue;
     AttentionKernelTester().n(392).head_dim(32).bias(true).mask(true).test(*kernel);
     AttentionKernelTester().n(256).head_dim(64).bias(true).cosine(true).test(*kernel);
   }
@@ -148,6 +154,7 @@ TEST_CASE("batched kernels: every batch size up to the entry's, results independ
   for (const AttentionKernelInfo *kernel : runnable_kernels()) {
     if (kernel->run_batch == nullptr) continue;
     for (int64_t n : {1, 3, 8, 13, 16, 17, 25, 32}) {
+      if (n > kernel->limit_n) continue;
       for (int64_t items = 1; items <= kernel->max_batch; items += items < 4 ? 1 : 3) {
         AttentionKernelTester().n(n).head_dim(64).items(items).bias(true).mask(n % 2 == 1).test(*kernel);
       }

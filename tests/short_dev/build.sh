@@ -37,7 +37,7 @@ $CXX $CXXFLAGS $SRC -c tests/short_dev/short_dev_bench.cpp -o "$OUT/short_dev_be
 $CXX -o "$OUT/short_dev" "$OUT/short_dev.o" "$OUT/short_dev_bench.o" "$OUT/short_avx2.o" "$OUT/short_avx512.o" \
   "$OUT/avx2.o" "$OUT/avx512.o" "$OUT/scalar.o"
 if [ -f /usr/include/simde/x86/avx512.h ]; then
-  $CXX $CXXFLAGS $SRC $AVX2 -Wno-psabi -include tests/short_dev/avx512_emulation.h -c $A/f32_attention_short_avx512.cpp \
+  $CXX $CXXFLAGS $SRC $AVX2 -Wno-psabi -include tests/kernels/avx512_emulation.h -c $A/f32_attention_short_avx512.cpp \
     -o "$OUT/short_avx512_emu.o"
   $CXX $CXXFLAGS $SRC -DSHORT_DEV_EMULATED_AVX512 -c tests/short_dev/short_dev.cpp -o "$OUT/short_dev_emu.o"
   $CXX $CXXFLAGS $SRC -DSHORT_DEV_EMULATED_AVX512 -c tests/short_dev/short_dev_bench.cpp -o "$OUT/short_dev_bench_emu.o"
