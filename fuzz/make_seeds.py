@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
 """Writes the seed corpus of fuzz_capi into fuzz/corpus/ (run from anywhere; deterministic).
 
-Each seed is an op selector byte (op = byte % 11, see LLVMFuzzerTestOneInput) followed by bytes below 192,
-which the harness decodes as small valid shapes, few NULLs and plain data, so the fuzzer starts from calls
-that succeed and mutates towards edge cases. The last seeds chain several ops."""
+An input's first byte picks the target (byte % 9, see targets.h). Target 0 ("api") is a program of ops
+(op = byte % 11, see target_api.cpp): its seeds are an op selector byte followed by bytes below 192, which
+decode as small valid shapes, few NULLs and plain data; the chain seeds run several ops. The other targets
+get seeds of plain bytes below 192 of a few lengths. The fuzzer mutates towards edge cases from there.
+The other files in corpus/ (named by their SHA-1) are inputs a long run kept (libFuzzer -merge=1), so that the
+short CI run starts from wider coverage; this script leaves them alone."""
 import os
 import random
 
 OPS = ["misc", "isa", "threads", "rel_index", "rel_bias", "rel_bias_bwd", "cpb_table", "mask",
        "window_attention", "stateless_layer", "layer"]
+TARGETS = ["api", "threads", "alias", "lifecycle", "cache", "layer", "shapes", "concurrency", "faults"]
 
 
 def body(rng, length):
@@ -18,16 +22,24 @@ def body(rng, length):
 def main():
     out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
     os.makedirs(out, exist_ok=True)
+
+    def write(name, data):
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(data)
+
     rng = random.Random(20240611)
     for op, name in enumerate(OPS):
         for k in range(2):
-            data = bytes([op]) + body(rng, 48 + 32 * k)
-            with open(os.path.join(out, f"{op:02d}_{name}_{k}"), "wb") as f:
-                f.write(data)
+            write(f"0_api_{op:02d}_{name}_{k}", bytes([0, op]) + body(rng, 48 + 32 * k))
     for k in range(3):
-        data = b"".join(bytes([rng.randrange(0, 11)]) + body(rng, 40) for _ in range(4))
-        with open(os.path.join(out, f"chain_{k}"), "wb") as f:
-            f.write(data)
+        write(f"0_api_chain_{k}", bytes([0]) + b"".join(bytes([rng.randrange(0, 11)]) + body(rng, 40)
+                                                        for _ in range(4)))
+    rng = random.Random(20261130)
+    for target, name in enumerate(TARGETS):
+        if target == 0:
+            continue
+        for k, length in enumerate((24, 64, 160)):
+            write(f"{target}_{name}_{k}", bytes([target]) + body(rng, length))
 
 
 if __name__ == "__main__":
