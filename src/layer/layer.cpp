@@ -24,13 +24,13 @@ namespace {
 // activations (row_floats per row: 4C for the layer's input, qkv and output) stay in a 1 MiB L2; then
 // evened out over the chunks. Depends on the shapes only, never on the thread count, so results are
 // bit-identical for every thread count.
-int64_t windows_per_chunk(int64_t tokens, int64_t channels, int64_t row_floats, int64_t weight_floats,
-                          int64_t total_windows) {
-  // ~384 KiB of activations; with 4 MiB of projection weights and more (the layer's 4 C^2 floats from
-  // C = 512 on, a block's 12 C^2 from C = 296 on) at least C rows: the weights no longer fit any cache and
-  // are streamed once per chunk, so a chunk must amortise them.
+int64_t windows_per_chunk(int64_t tokens, int64_t channels, int64_t row_floats, int64_t total_windows) {
+  // ~384 KiB of activations; from C = 512 on, at least C rows: the projection weights (4 C^2 floats, 4 MiB
+  // and more) no longer fit any cache and are streamed once per chunk, so a chunk must amortise them. (Not
+  // extended to a block's larger weights, 12 C^2 floats: a stage-3 block, C = 384, would get 7 windows a
+  // chunk, 1.0-1.08x on one thread, but one task at B = 1 and 5 at B = 8 for all the threads.)
   int64_t target_rows = 98304 / row_floats;
-  if (weight_floats >= (int64_t{1} << 20)) target_rows = std::max(target_rows, channels);
+  if (channels >= 512) target_rows = std::max(target_rows, channels);
   if (const char *env = std::getenv("WINATTN_LAYER_CHUNK_ROWS")) {
     const long value = std::strtol(env, nullptr, 10);
     if (value > 0) target_rows = value;
@@ -51,8 +51,6 @@ WindowAttentionLayer::WindowAttentionLayer(const LayerSpec &spec)
       // hidden activations per row; the layer its input (then attention output) and qkv.
       row_floats_(spec.mlp_hidden > 0 ? 2 * spec.channels + std::max(3 * spec.channels, spec.mlp_hidden)
                                       : 4 * spec.channels),
-      // qkv and proj, and a block's fc1 and fc2.
-      weight_floats_(4 * spec.channels * spec.channels + 2 * spec.channels * spec.mlp_hidden),
       cosine_(spec.logit_scale != nullptr) {
   for (int d = 0; d < 3; ++d) {
     window_[d] = spec.window[d];
@@ -87,7 +85,7 @@ WindowAttentionLayer::WindowAttentionLayer(const LayerSpec &spec)
 }
 
 int64_t WindowAttentionLayer::full_chunk_rows() const {
-  return windows_per_chunk(tokens_, channels_, row_floats_, weight_floats_, INT64_MAX / 2) * tokens_;
+  return windows_per_chunk(tokens_, channels_, row_floats_, INT64_MAX / 2) * tokens_;
 }
 
 std::shared_ptr<const WindowAttentionLayer::Mask> WindowAttentionLayer::mask_for_pattern(int pattern) const {
@@ -166,7 +164,7 @@ void WindowAttentionLayer::run(const float *input, int64_t batch, const int64_t 
     return pattern != 0 ? masks[pattern]->data() : nullptr;
   };
 
-  const int64_t chunk = windows_per_chunk(n, c, row_floats_, weight_floats_, total_windows);
+  const int64_t chunk = windows_per_chunk(n, c, row_floats_, total_windows);
   const int64_t tasks = (total_windows + chunk - 1) / chunk;
   const int threads = team_size(budget, tasks);
   const int64_t rows = chunk * n;

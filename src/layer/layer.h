@@ -96,8 +96,7 @@ class WindowAttentionLayer {
   std::shared_ptr<const Mask> mask_for_pattern(int pattern) const;
 
   int64_t channels_, num_heads_, head_dim_, tokens_;
-  int64_t row_floats_;     // activation floats the pipeline keeps per token row (chunk sizing)
-  int64_t weight_floats_;  // the projections' weights, a block's MLP included (chunk sizing)
+  int64_t row_floats_;  // activation floats the pipeline keeps per token row (chunk sizing)
   int64_t window_[3], shift_[3];
   bool cosine_;
   std::vector<float> bias_;  // [heads][N][N] or empty
