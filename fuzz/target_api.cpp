@@ -167,8 +167,9 @@ bool fill_index(Reader &r, int64_t *idx, size_t count, int64_t rows) {
   const uint8_t k = r.u8();
   if (k >= 200 && count > 0) {
     const int planted = 1 + k % 3;
+    size_t at[3];
     for (int c = 0; c < planted; ++c) {
-      const size_t pos = r.u32() % count;
+      const size_t pos = at[c] = r.u32() % count;
       const uint64_t ur = static_cast<uint64_t>(rows);  // wrapping arithmetic for the planted values
       const int64_t kBad[] = {-1,
                               rows,
@@ -178,10 +179,12 @@ bool fill_index(Reader &r, int64_t *idx, size_t count, int64_t rows) {
                               static_cast<int64_t>(0 - ur),
                               static_cast<int64_t>(ur * 2),
                               int64_t(1) << 40};
-      const int64_t v = kBad[r.u8() % 8];
-      idx[pos] = v;
-      if (v < 0 || v >= rows) ok = false;
+      idx[pos] = kBad[r.u8() % 8];
     }
+    // What stays planted: a later value may land on an earlier one's position (always when count is 1),
+    // and 1 << 40 is in range for a large table.
+    for (int c = 0; c < planted; ++c)
+      if (idx[at[c]] < 0 || idx[at[c]] >= rows) ok = false;
   }
   return ok;
 }
