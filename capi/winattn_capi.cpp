@@ -18,6 +18,8 @@
 #include "cpu/threading.h"
 #include "layer/layer.h"
 #include "mask/shifted_window_mask.h"
+#include "model/safetensors.h"
+#include "model/swin_model.h"
 #include "position_bias/position_bias.h"
 #include "winattn/winattn.h"
 
@@ -29,6 +31,10 @@ struct winattn_layer {
 
 struct winattn_block {
   std::unique_ptr<SwinBlock> impl;
+};
+
+struct winattn_model {
+  std::unique_ptr<SwinModel> impl;
 };
 
 static_assert(kMaxThreads == WINATTN_MAX_THREADS, "the header's thread bound");
@@ -247,7 +253,8 @@ winattn_status winattn_set_max_isa(const char *isa) {
     require_not_null(isa, "isa");
     CpuFeatures cap = 0;
     if (!parse_isa_level(isa, &cap)) {
-      invalid_argument("isa \"%.64s\" is not one of amx_bf16, avx512_bf16, avx512, avx2, scalar, native", isa);
+      invalid_argument("isa \"%.64s\" is not one of amx_bf16, avx512_bf16, avx512, avx2, scalar, native",
+                       isa);
     }
     set_feature_cap(cap);
   });
@@ -520,6 +527,207 @@ void winattn_block_destroy(winattn_block *block) {
     if (live_blocks().erase(block) == 0) return;  // not ours or already destroyed: ignore
   }
   delete block;
+}
+
+}  // extern "C"
+
+// ---- whole models
+// ------------------------------------------------------------------------------------------
+
+namespace {
+
+std::mutex g_models_mutex;
+std::unordered_set<const winattn_model *> &live_models() {
+  static auto *models = new std::unordered_set<const winattn_model *>();  // never destroyed: usable at exit
+  return *models;
+}
+
+void require_live_model(const winattn_model *model) {
+  require_not_null(model, "model");
+  std::lock_guard<std::mutex> lock(g_models_mutex);
+  if (live_models().count(model) == 0) {
+    invalid_argument("model %p is not a live model (destroyed, or not made by winattn_model_load/_create)",
+                     static_cast<const void *>(model));
+  }
+}
+
+// The options' fields, checked; NULL means the defaults. Returns the thread budget.
+int validate_model_options(const winattn_model_options *options) {
+  if (options == nullptr) return 0;
+  if (options->compute_dtype == WINATTN_DTYPE_BF16) {
+    unsupported(
+        "options->compute_dtype = WINATTN_DTYPE_BF16: bf16 compute is not in this version of winattn");
+  }
+  if (options->compute_dtype != WINATTN_DTYPE_F32) {
+    invalid_argument("options->compute_dtype = %d is not a compute dtype (WINATTN_DTYPE_F32 or _BF16)",
+                     static_cast<int>(options->compute_dtype));
+  }
+  if (options->num_threads < 0 || options->num_threads > kMaxThreads) {
+    invalid_argument("options->num_threads = %d is outside [0, %d]", options->num_threads, kMaxThreads);
+  }
+  if (options->flags != 0) invalid_argument("options->flags = %u must be 0", options->flags);
+  return options->num_threads;
+}
+
+void publish_model(std::unique_ptr<SwinModel> impl, int num_threads, winattn_model **model) {
+  impl->set_num_threads(num_threads);
+  auto handle = std::make_unique<winattn_model>();
+  handle->impl = std::move(impl);
+  {
+    std::lock_guard<std::mutex> lock(g_models_mutex);
+    live_models().insert(handle.get());
+  }
+  *model = handle.release();
+}
+
+// Checks the input arguments of a model call; returns the input's element count.
+int64_t validate_model_input(const SwinModel &model, const float *input, int64_t batch, const int64_t *size) {
+  require_not_null(input, "input");
+  require_not_null(size, "size");
+  require_positive(batch, "batch");
+  model.check_size(size);
+  const int64_t per_item = size[0] * size[1] * size[2] * model.info().in_channels;  // checked by check_size
+  return checked_elements(checked_mul(batch, per_item, "input size"), "input size");
+}
+
+}  // namespace
+
+extern "C" {
+
+winattn_status winattn_model_load(const char *path, const winattn_model_options *options,
+                                  winattn_model **model) {
+  return guarded([&] {
+    require_not_null(path, "path");
+    require_not_null(model, "model");
+    const int threads = validate_model_options(options);
+    const SafetensorsFile file{std::string(path)};
+    publish_model(SwinModel::from_weights(file), threads, model);
+  });
+}
+
+winattn_status winattn_model_create(const winattn_tensor *tensors, int64_t count,
+                                    const winattn_model_options *options, winattn_model **model) {
+  return guarded([&] {
+    require_not_null(model, "model");
+    if (count < 0) invalid_argument("count = %lld must not be negative", static_cast<long long>(count));
+    if (count > 0) require_not_null(tensors, "tensors");
+    const int threads = validate_model_options(options);
+    std::vector<ExternalTensor> external(static_cast<size_t>(count));
+    for (int64_t i = 0; i < count; ++i) {
+      const winattn_tensor &t = tensors[i];
+      if (t.name == nullptr) invalid_argument("tensors[%lld].name is NULL", static_cast<long long>(i));
+      ExternalTensor &e = external[static_cast<size_t>(i)];
+      e.name = t.name;
+      switch (t.dtype) {
+        case WINATTN_DTYPE_F32:
+          e.dtype = DType::kF32;
+          break;
+        case WINATTN_DTYPE_BF16:
+          e.dtype = DType::kBF16;
+          break;
+        case WINATTN_DTYPE_F16:
+          e.dtype = DType::kF16;
+          break;
+        default:
+          invalid_argument("tensors[%lld] ('%s'): dtype %d is not WINATTN_DTYPE_F32, _BF16 or _F16",
+                           static_cast<long long>(i), t.name, static_cast<int>(t.dtype));
+      }
+      if (t.ndim < 0 || t.ndim > 8) {
+        invalid_argument("tensors[%lld] ('%s'): ndim = %d is outside [0, 8]", static_cast<long long>(i),
+                         t.name, static_cast<int>(t.ndim));
+      }
+      e.shape.assign(t.shape, t.shape + t.ndim);
+      e.data = t.data;
+    }
+    const SafetensorsFile file(external, "the tensors given to winattn_model_create");
+    publish_model(SwinModel::from_weights(file), threads, model);
+  });
+}
+
+winattn_status winattn_model_get_info(const winattn_model *model, winattn_model_info *info) {
+  return guarded([&] {
+    require_live_model(model);
+    require_not_null(info, "info");
+    *info = model->impl->info();
+  });
+}
+
+winattn_status winattn_model_classify(const winattn_model *model, const float *input, int64_t batch,
+                                      const int64_t *size, float *logits) {
+  return guarded([&] {
+    require_live_model(model);
+    const SwinModel &impl = *model->impl;
+    const int64_t elements = validate_model_input(impl, input, batch, size);
+    require_not_null(logits, "logits");
+    if (impl.info().num_classes == 0) {
+      invalid_argument("the model has no classifier head (a backbone): use winattn_model_features");
+    }
+    const int64_t outputs = checked_mul(batch, impl.info().num_classes, "logits size");
+    require_no_overlap(logits, outputs, input, elements, "logits", "input");
+    impl.run(input, batch, size, nullptr, logits);
+  });
+}
+
+winattn_status winattn_model_feature_shapes(const winattn_model *model, const int64_t *size,
+                                            int64_t *shapes) {
+  return guarded([&] {
+    require_live_model(model);
+    require_not_null(size, "size");
+    require_not_null(shapes, "shapes");
+    model->impl->feature_shapes(size, shapes);
+  });
+}
+
+winattn_status winattn_model_features(const winattn_model *model, const float *input, int64_t batch,
+                                      const int64_t *size, float *const *features) {
+  return guarded([&] {
+    require_live_model(model);
+    const SwinModel &impl = *model->impl;
+    const int64_t elements = validate_model_input(impl, input, batch, size);
+    require_not_null(features, "features");
+    const int64_t stages = impl.info().num_stages;
+    int64_t shapes[4 * SwinModel::kMaxStages];
+    impl.feature_shapes(size, shapes);
+    int64_t counts[SwinModel::kMaxStages];
+    for (int64_t s = 0; s < stages; ++s) {
+      int64_t count = batch;
+      for (int k = 0; k < 4; ++k) count = checked_mul(count, shapes[4 * s + k], "features size");
+      counts[s] = checked_elements(count, "features size");
+      if (features[s] == nullptr) continue;
+      require_no_overlap(features[s], counts[s], input, elements, "features[s]", "input");
+      for (int64_t o = 0; o < s; ++o) {
+        if (features[o] != nullptr)
+          require_no_overlap(features[s], counts[s], features[o], counts[o], "features[s]",
+                             "another features array");
+      }
+    }
+    impl.run(input, batch, size, features, nullptr);
+  });
+}
+
+winattn_status winattn_model_set_num_threads(winattn_model *model, int num_threads) {
+  return guarded([&] {
+    require_live_model(model);
+    validate_num_threads(num_threads);
+    model->impl->set_num_threads(num_threads);
+  });
+}
+
+winattn_status winattn_model_get_num_threads(const winattn_model *model, int *num_threads) {
+  return guarded([&] {
+    require_live_model(model);
+    require_not_null(num_threads, "num_threads");
+    *num_threads = model->impl->num_threads();
+  });
+}
+
+void winattn_model_destroy(winattn_model *model) {
+  if (model == nullptr) return;
+  {
+    std::lock_guard<std::mutex> lock(g_models_mutex);
+    if (live_models().erase(model) == 0) return;  // not ours or already destroyed: ignore
+  }
+  delete model;
 }
 
 }  // extern "C"

@@ -217,7 +217,7 @@ WINATTN_API winattn_status winattn_shifted_window_attention(const winattn_window
    afterwards) and looks the bias up once. forward may be called concurrently from any number of threads on
    one layer, with any batch and grid per call. */
 typedef struct winattn_layer winattn_layer;
-typedef enum winattn_dtype { WINATTN_DTYPE_F32 = 0, WINATTN_DTYPE_BF16 = 1 } winattn_dtype;
+typedef enum winattn_dtype { WINATTN_DTYPE_F32 = 0, WINATTN_DTYPE_BF16 = 1, WINATTN_DTYPE_F16 = 2 } winattn_dtype;
 typedef struct winattn_layer_desc {
   int64_t channels;
   int64_t num_heads;
@@ -328,6 +328,116 @@ WINATTN_API winattn_status winattn_block_set_num_threads(winattn_block *block, i
 
 /* Frees the block. NULL does nothing. Must not race with a forward on the same block. */
 WINATTN_API void winattn_block_destroy(winattn_block *block);
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Whole models: Swin, SwinV2, Video Swin                                                                  */
+/* ------------------------------------------------------------------------------------------------------ */
+
+/* A whole Swin network in eval mode, built from its weights: patch embedding (the k x k stride-k
+   convolution computed as a GEMM over patches, then LayerNorm), the stages of blocks (winattn_block_*),
+   patch merging between stages (v1: concat 2x2 -> LayerNorm -> Linear; v2: concat -> Linear -> LayerNorm;
+   Video Swin merges height and width only), final LayerNorm, average pool and the classifier head.
+   Families and the state_dict names they are recognised by:
+     - Swin v1: torchvision swin_t/s/b ("features.0.0.weight", ...) and timm swin_*_patch4_window* (newer
+       timm, "layers.N.downsample" at the start of stage N; older timm, at the end of stage N);
+     - SwinV2: torchvision swin_v2_t/s/b (timm swinv2_* uses separate q_bias/v_bias: recognised as well);
+     - Video Swin 3D: torchvision swin3d_t/s/b ("patch_embed.proj.weight" of 5 dimensions, "features.N")
+       and the original Video Swin ("layers.N.blocks.M", head "cls_head.fc_cls").
+   The architecture is inferred from names and shapes: the patch embedding's weight gives the patch size,
+   input channels and embedding width; relative_position_bias_table (or, for SwinV2, the window recorded by
+   relative_coords_table or the torchvision default of 8) gives the window and heads; block counts give
+   the depths; the head gives the classes (no head: a backbone, num_classes 0). The computation follows
+   the implementation the names come from: torchvision's 2D models pad every stage to whole windows and keep
+   the window size (the shift is dropped on an axis the window covers); Video Swin shrinks the window to an
+   axis not larger than it, with shift 0 on that axis and the bias taken from the first N rows and columns
+   of the full window's relative position index, as torchvision and the original code do.
+   A model is immutable once created: every entry point may run concurrently on one model. */
+typedef struct winattn_model winattn_model;
+typedef struct winattn_model_options {
+  winattn_dtype compute_dtype; /* WINATTN_DTYPE_F32 (what zero-initialised options mean) or BF16 */
+  int num_threads;             /* this model's thread budget; 0 = the process default */
+  uint32_t flags;              /* 0; reserved */
+} winattn_model_options;
+
+typedef enum winattn_model_family {
+  WINATTN_MODEL_SWIN = 1,
+  WINATTN_MODEL_SWIN_V2 = 2,
+  WINATTN_MODEL_SWIN_3D = 3
+} winattn_model_family;
+typedef struct winattn_model_info {
+  winattn_model_family family;
+  int64_t in_channels, num_classes, embed_dim, num_stages; /* num_classes 0: no head (backbone) */
+  int64_t depths[8], num_heads[8];                         /* per stage */
+  int64_t patch[3], window[3];                             /* (depth, height, width); 2D: depth 1 */
+} winattn_model_info;
+
+/* A tensor held by the caller: name as in a torchvision or timm state_dict, dense row-major. */
+typedef struct winattn_tensor {
+  const char *name;
+  winattn_dtype dtype;
+  int32_t ndim;
+  int64_t shape[8];
+  const void *data;
+} winattn_tensor;
+
+/* Loads a model from a .safetensors file (memory-mapped; every tensor's dtype, shape and byte range is
+   checked against the file before use). options may be NULL (defaults). Tensors may be F32, F16, BF16 or
+   F64 (converted to float32 as torch's .float() does); the buffers a state_dict carries besides the
+   weights are checked when they matter (relative_position_index must be the index the window implies,
+   relative_coords_table gives a SwinV2 model's pretrained window) and ignored otherwise (attn_mask, ...).
+   Errors (with a message naming the file and the first tensor that does not fit): a file that cannot be
+   read or is not valid safetensors, an unrecognised architecture, a missing tensor, a wrong shape, a
+   tensor that is not used, a NaN or infinite weight (INVALID_ARGUMENT); compute_dtype BF16 (UNSUPPORTED
+   in this version), an unknown compute_dtype, num_threads outside [0, WINATTN_MAX_THREADS], non-zero
+   flags (INVALID_ARGUMENT); OUT_OF_MEMORY. *model is set only on success. */
+WINATTN_API winattn_status winattn_model_load(const char *path, const winattn_model_options *options,
+                                              winattn_model **model);
+
+/* As winattn_model_load from tensors the caller holds (count of them, names unique). Everything is copied:
+   the caller may free the tensors when the call returns. */
+WINATTN_API winattn_status winattn_model_create(const winattn_tensor *tensors, int64_t count,
+                                                const winattn_model_options *options, winattn_model **model);
+
+/* Writes the model's architecture to *info (unused entries of depths/num_heads are 0).
+   Errors: not a live model, NULL info. */
+WINATTN_API winattn_status winattn_model_get_info(const winattn_model *model, winattn_model_info *info);
+
+/* input: [batch][in_channels][size[0]][size[1]][size[2]] float32, size = (frames, height, width), frames 1
+   for 2D models (i.e. [batch][3][H][W]), normalised as torchvision's transforms leave them; logits:
+   [batch][num_classes]. Any size the network accepts: 2D models need height and width >= the patch (the
+   convolution drops the rows and columns a patch does not cover, as torch's does); Video Swin pads frames,
+   height and width at the end to patch multiples, as its patch embedding does. Thread-safe on one model.
+   Errors: not a live model, NULL pointers, batch or size entries <= 0, frames != 1 for a 2D model, a size
+   smaller than the patch, overflowing sizes, a backbone (num_classes 0: use winattn_model_features);
+   OUT_OF_MEMORY. On failure the logits are untouched unless oneDNN failed mid-call (as the layer). */
+WINATTN_API winattn_status winattn_model_classify(const winattn_model *model, const float *input, int64_t batch,
+                                                  const int64_t *size, float *logits);
+
+/* Writes the shape of each stage's output for an input of `size` (frames, height, width), as
+   shapes[stage][0..3] = (frames, height, width, channels): shapes is [num_stages][4]. The features of
+   stage s are then [batch][frames][height][width][channels] float32, channels last (the layout of
+   torchvision's model.features outputs; 2D: frames 1). Errors: not a live model, NULL pointers, a size
+   the model does not accept (as winattn_model_classify). */
+WINATTN_API winattn_status winattn_model_feature_shapes(const winattn_model *model, const int64_t *size,
+                                                        int64_t *shapes);
+
+/* Runs the backbone and writes each stage's output (after its blocks, before the next patch merging; the
+   last stage's output before the final norm) to features[stage], a [batch][frames][height][width][channels]
+   array as winattn_model_feature_shapes gives it. features is [num_stages] pointers; a NULL pointer skips
+   that stage's copy (the stages still run up to the last one requested). The arrays must not overlap
+   input or each other. Errors and what the outputs hold on failure: as winattn_model_classify. */
+WINATTN_API winattn_status winattn_model_features(const winattn_model *model, const float *input, int64_t batch,
+                                                  const int64_t *size, float *const *features);
+
+/* The model's thread budget, as winattn_layer_set_num_threads: the most threads one call on the model
+   uses (0 = the process setting). Errors: not a live model, num_threads outside [0, WINATTN_MAX_THREADS]. */
+WINATTN_API winattn_status winattn_model_set_num_threads(winattn_model *model, int num_threads);
+
+/* Writes the model's thread budget to *num_threads. Errors: not a live model, NULL num_threads. */
+WINATTN_API winattn_status winattn_model_get_num_threads(const winattn_model *model, int *num_threads);
+
+/* Frees the model. NULL does nothing. Must not race with a call on the same model. */
+WINATTN_API void winattn_model_destroy(winattn_model *model);
 
 #ifdef __cplusplus
 } /* extern "C" */

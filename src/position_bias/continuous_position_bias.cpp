@@ -11,7 +11,8 @@
 namespace winattn::detail {
 namespace {
 
-// torchvision's log-spaced relative coordinate: normalised to [-8, 8], then sign(x) * log2(|x| + 1) / 3.
+// torchvision's log-spaced relative coordinate: normalised to [-8, 8] by the window (timm: by the pretrained
+// window when one is given), then sign(x) * log2(|x| + 1) / 3.
 float log_spaced(int64_t delta, int64_t window) {
   float x = static_cast<float>(delta);
   if (window > 1) x /= static_cast<float>(window - 1);
@@ -23,7 +24,10 @@ float log_spaced(int64_t delta, int64_t window) {
 }  // namespace
 
 void continuous_position_bias_table(int64_t window_h, int64_t window_w, const float *w1, const float *b1,
-                                    const float *w2, int64_t hidden, int64_t num_heads, float *table) {
+                                    const float *w2, int64_t hidden, int64_t num_heads, float *table,
+                                    int64_t pretrained_h, int64_t pretrained_w) {
+  const int64_t norm_h = pretrained_h > 0 ? pretrained_h : window_h;
+  const int64_t norm_w = pretrained_w > 0 ? pretrained_w : window_w;
   const int64_t rows_h = 2 * window_h - 1, rows_w = 2 * window_w - 1;
   const int64_t rows = rows_h * rows_w;
   // Multiply-adds of the whole table (saturated: only compared with kSerialWork).
@@ -46,8 +50,8 @@ void continuous_position_bias_table(int64_t window_h, int64_t window_w, const fl
                     " bytes of continuous position bias activations");
   }
   auto fill_row = [&](int64_t r, double *activation) {
-    const float ch = log_spaced(r / rows_w - (window_h - 1), window_h);
-    const float cw = log_spaced(r % rows_w - (window_w - 1), window_w);
+    const float ch = log_spaced(r / rows_w - (window_h - 1), norm_h);
+    const float cw = log_spaced(r % rows_w - (window_w - 1), norm_w);
     for (int64_t u = 0; u < hidden; ++u) {
       const double pre = static_cast<double>(w1[2 * u]) * ch + static_cast<double>(w1[2 * u + 1]) * cw +
                          (b1 != nullptr ? static_cast<double>(b1[u]) : 0.0);

@@ -26,9 +26,12 @@ void relative_position_bias(const float *table, int64_t table_rows, int64_t num_
 void relative_position_bias_backward(const float *grad_bias, int64_t table_rows, int64_t num_heads,
                                      const int64_t *index, int64_t n, float *grad_table);
 
-// SwinV2 table, [(2Wh-1)(2Ww-1)][num_heads] = 16 * sigmoid(MLP(log-spaced coords)).
+// SwinV2 table, [(2Wh-1)(2Ww-1)][num_heads] = 16 * sigmoid(MLP(log-spaced coords)). The coordinates are
+// normalised by the window minus one, or by the pretrained window minus one where pretrained_h/_w > 0
+// (timm's pretrained_window_size).
 void continuous_position_bias_table(int64_t window_h, int64_t window_w, const float *w1, const float *b1,
-                                    const float *w2, int64_t hidden, int64_t num_heads, float *table);
+                                    const float *w2, int64_t hidden, int64_t num_heads, float *table,
+                                    int64_t pretrained_h = 0, int64_t pretrained_w = 0);
 
 // The gather kernels of the lookup: out[t] = column[scaled_index[t]], t in [0, count).
 using GatherF32Fn = void (*)(const float *column, const int32_t *scaled_index, int64_t count, float *out);
