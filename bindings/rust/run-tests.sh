@@ -14,4 +14,5 @@ export CARGO_TARGET_DIR=$here/target
 cd "$here"
 cargo test --offline
 cargo run --offline --release --example swin_layer
+cargo run --offline --release --example swin_model
 echo "PASS: Rust binding"

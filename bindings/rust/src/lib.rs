@@ -11,7 +11,8 @@
 //! allocated, and outputs are allocated fallibly (an allocation that fails is [`Status::OutOfMemory`]).
 //! A [`Layer`] can be shared between threads for the life of a server; [`Layer::set_num_threads`],
 //! [`Layer::trim`], [`Layer::memory_bytes`] and [`release_thread_memory`] bound the threads and memory it
-//! uses.
+//! uses. A [`Model`] runs a whole Swin, SwinV2 or Video Swin network from a `.safetensors` file or from
+//! tensors named as in a torchvision or timm state_dict.
 //!
 //! ```no_run
 //! let desc = winattn::LayerDesc {
@@ -721,7 +722,7 @@ pub fn shifted_window_attention_into(
     })
 }
 
-/// Compute precision of a prepacked [`Layer`].
+/// Compute precision of a prepacked [`Layer`] or a [`Model`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Dtype {
     /// float32.
@@ -949,5 +950,549 @@ impl Drop for Layer {
     fn drop(&mut self) {
         // SAFETY: created by winattn_layer_create, destroyed once; &mut self excludes concurrent forwards.
         unsafe { sys::winattn_layer_destroy(self.raw) }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Whole models: Swin, SwinV2, Video Swin
+// ---------------------------------------------------------------------------------------------------------
+
+/// The most dimensions a [`Tensor`] may have (`winattn_tensor.shape` holds 8).
+pub const MAX_TENSOR_DIMS: usize = 8;
+
+/// The elements of a [`Tensor`], by storage type. Half-precision tensors are passed as their raw bits
+/// (`u16`, little-endian on the machine as everywhere in this crate); the library widens them to float32
+/// exactly, as torch's `.float()` does.
+#[derive(Debug, Clone, Copy)]
+pub enum TensorData<'a> {
+    /// float32.
+    F32(&'a [f32]),
+    /// IEEE half precision (torch.float16), as bits.
+    F16(&'a [u16]),
+    /// bfloat16 (torch.bfloat16), as bits.
+    Bf16(&'a [u16]),
+}
+
+impl TensorData<'_> {
+    /// Elements in the slice.
+    pub fn len(&self) -> usize {
+        match self {
+            TensorData::F32(s) => s.len(),
+            TensorData::F16(s) | TensorData::Bf16(s) => s.len(),
+        }
+    }
+
+    /// Whether the slice is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn raw(&self) -> (sys::winattn_dtype, *const std::os::raw::c_void) {
+        match self {
+            TensorData::F32(s) => (sys::WINATTN_DTYPE_F32, s.as_ptr().cast()),
+            TensorData::F16(s) => (sys::WINATTN_DTYPE_F16, s.as_ptr().cast()),
+            TensorData::Bf16(s) => (sys::WINATTN_DTYPE_BF16, s.as_ptr().cast()),
+        }
+    }
+}
+
+/// One tensor of a state_dict held by the caller, for [`Model::from_tensors`]: a name as in a torchvision
+/// or timm state_dict (`"features.0.0.weight"`), a shape of at most [`MAX_TENSOR_DIMS`] dimensions, and
+/// `prod(shape)` elements, dense row-major.
+#[derive(Debug, Clone, Copy)]
+pub struct Tensor<'a> {
+    /// The state_dict key.
+    pub name: &'a str,
+    /// The shape (PyTorch's `tensor.shape`).
+    pub shape: &'a [i64],
+    /// The elements.
+    pub data: TensorData<'a>,
+}
+
+impl<'a> Tensor<'a> {
+    /// A float32 tensor.
+    pub fn f32(name: &'a str, shape: &'a [i64], data: &'a [f32]) -> Tensor<'a> {
+        Tensor {
+            name,
+            shape,
+            data: TensorData::F32(data),
+        }
+    }
+
+    /// A float16 tensor given as bits.
+    pub fn f16(name: &'a str, shape: &'a [i64], bits: &'a [u16]) -> Tensor<'a> {
+        Tensor {
+            name,
+            shape,
+            data: TensorData::F16(bits),
+        }
+    }
+
+    /// A bfloat16 tensor given as bits.
+    pub fn bf16(name: &'a str, shape: &'a [i64], bits: &'a [u16]) -> Tensor<'a> {
+        Tensor {
+            name,
+            shape,
+            data: TensorData::Bf16(bits),
+        }
+    }
+}
+
+/// What [`Model::load`] and [`Model::from_tensors`] take besides the weights. `Default` is float32
+/// compute with the process's thread setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ModelOptions {
+    /// Compute precision (the library answers [`Status::Unsupported`] for BF16 in version 0.1).
+    pub compute_dtype: Dtype,
+    /// The model's thread budget (see [`Model::set_num_threads`]); 0 = the process setting.
+    pub num_threads: usize,
+}
+
+impl ModelOptions {
+    fn raw(&self) -> Result<sys::winattn_model_options> {
+        Ok(sys::winattn_model_options {
+            compute_dtype: match self.compute_dtype {
+                Dtype::F32 => sys::WINATTN_DTYPE_F32,
+                Dtype::Bf16 => sys::WINATTN_DTYPE_BF16,
+            },
+            num_threads: thread_count("num_threads", self.num_threads)?,
+            flags: 0,
+        })
+    }
+}
+
+/// The architecture a model's weights were recognised as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ModelFamily {
+    /// Swin v1 (torchvision `swin_t/s/b`, timm `swin_*`).
+    Swin,
+    /// SwinV2 (torchvision `swin_v2_t/s/b`, timm `swinv2_*`).
+    SwinV2,
+    /// Video Swin 3D (torchvision `swin3d_t/s/b`, the original Video Swin).
+    Swin3d,
+    /// A family value this crate does not know (from a newer library).
+    Unknown(i32),
+}
+
+impl ModelFamily {
+    fn from_raw(raw: sys::winattn_model_family) -> ModelFamily {
+        match raw {
+            sys::WINATTN_MODEL_SWIN => ModelFamily::Swin,
+            sys::WINATTN_MODEL_SWIN_V2 => ModelFamily::SwinV2,
+            sys::WINATTN_MODEL_SWIN_3D => ModelFamily::Swin3d,
+            other => ModelFamily::Unknown(other),
+        }
+    }
+}
+
+/// A model's architecture (`winattn_model_info`); the per-stage vectors hold one entry per stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelInfo {
+    /// Which network.
+    pub family: ModelFamily,
+    /// Channels of the input (3 for RGB).
+    pub in_channels: usize,
+    /// Classes of the head; 0 for a backbone without one (then only [`Model::features`] runs).
+    pub num_classes: usize,
+    /// Channels after the patch embedding.
+    pub embed_dim: usize,
+    /// Blocks per stage.
+    pub depths: Vec<usize>,
+    /// Attention heads per stage.
+    pub num_heads: Vec<usize>,
+    /// Channels per stage: `embed_dim * 2^stage` (patch merging doubles them).
+    pub dims: Vec<usize>,
+    /// Patch (depth, height, width); 2D models: depth 1.
+    pub patch: [i64; 3],
+    /// Window (depth, height, width); 2D models: depth 1.
+    pub window: [i64; 3],
+}
+
+impl ModelInfo {
+    /// Stages of the network.
+    pub fn num_stages(&self) -> usize {
+        self.depths.len()
+    }
+}
+
+fn internal(message: String) -> Error {
+    Error {
+        status: Status::InternalError,
+        message,
+    }
+}
+
+/// A count the library reported, as usize (negative: the library broke its contract).
+fn reported(what: &str, v: i64) -> Result<usize> {
+    usize::try_from(v).map_err(|_| internal(format!("the library reported {what} = {v}")))
+}
+
+impl ModelInfo {
+    fn from_raw(raw: &sys::winattn_model_info) -> Result<ModelInfo> {
+        let stages = reported("num_stages", raw.num_stages)?;
+        if stages > raw.depths.len() {
+            return Err(internal(format!(
+                "the library reported num_stages = {stages}, more than the {} winattn_model_info holds",
+                raw.depths.len()
+            )));
+        }
+        let embed_dim = reported("embed_dim", raw.embed_dim)?;
+        let mut depths = Vec::with_capacity(stages);
+        let mut num_heads = Vec::with_capacity(stages);
+        let mut dims = Vec::with_capacity(stages);
+        for s in 0..stages {
+            depths.push(reported("a stage depth", raw.depths[s])?);
+            num_heads.push(reported("a stage's heads", raw.num_heads[s])?);
+            dims.push(
+                embed_dim
+                    .checked_mul(1usize << s)
+                    .ok_or_else(|| internal(format!("stage {s}'s channels overflow")))?,
+            );
+        }
+        Ok(ModelInfo {
+            family: ModelFamily::from_raw(raw.family),
+            in_channels: reported("in_channels", raw.in_channels)?,
+            num_classes: reported("num_classes", raw.num_classes)?,
+            embed_dim,
+            depths,
+            num_heads,
+            dims,
+            patch: raw.patch,
+            window: raw.window,
+        })
+    }
+}
+
+/// A whole Swin network in eval mode (Swin v1, SwinV2 or Video Swin 3D, torchvision's or timm's weights),
+/// built by the library from a `.safetensors` file ([`Model::load`]) or from tensors the caller holds
+/// ([`Model::from_tensors`]); the library copies the weights. Input sizes are `(frames, height, width)`
+/// triples; 2D models take frames 1, i.e. `[batch][in_channels][1][H][W]` = `[batch][3][H][W]`.
+///
+/// Every method takes `&self` and may run concurrently from many threads on one model (the C contract:
+/// a model is immutable once created, and its thread budget may change while calls run); the model is
+/// destroyed on drop, which the borrow checker keeps from racing with them.
+#[derive(Debug)]
+pub struct Model {
+    raw: *mut sys::winattn_model,
+    info: ModelInfo,
+}
+
+// SAFETY: every winattn_model_* entry point except destroy may be called from any number of threads at once
+// on one model; the handle has no thread-affine state, and destroy happens only in Drop (exclusive access).
+unsafe impl Send for Model {}
+// SAFETY: see above; &Model only permits calls the C contract allows concurrently (classify, features,
+// feature shapes, the thread budget).
+unsafe impl Sync for Model {}
+
+#[cfg(unix)]
+fn path_to_cstring(path: &std::path::Path) -> Result<CString> {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| invalid(format!("path {path:?} contains a NUL byte")))
+}
+
+#[cfg(not(unix))]
+fn path_to_cstring(path: &std::path::Path) -> Result<CString> {
+    let s = path
+        .to_str()
+        .ok_or_else(|| invalid(format!("path {path:?} is not valid Unicode")))?;
+    CString::new(s).map_err(|_| invalid(format!("path {path:?} contains a NUL byte")))
+}
+
+impl Model {
+    /// Loads a model from a `.safetensors` file (memory-mapped and checked in full by the library; F32,
+    /// F16, BF16 and F64 tensors). The error names the file and the first tensor that does not fit.
+    pub fn load<P: AsRef<std::path::Path>>(path: P, options: &ModelOptions) -> Result<Model> {
+        let c_path = path_to_cstring(path.as_ref())?;
+        let raw_options = options.raw()?;
+        let mut raw = ptr::null_mut();
+        // SAFETY: c_path and raw_options live across the call; the handle is written only on success.
+        check(unsafe { sys::winattn_model_load(c_path.as_ptr(), &raw_options, &mut raw) })?;
+        Model::wrap(raw)
+    }
+
+    /// Builds a model from tensors the caller holds (names unique, as in a torchvision or timm
+    /// state_dict). Each tensor's element count is checked against its shape first; the library copies
+    /// everything, so the tensors may be dropped when this returns.
+    pub fn from_tensors(tensors: &[Tensor<'_>], options: &ModelOptions) -> Result<Model> {
+        let raw_options = options.raw()?;
+        let mut names = Vec::new();
+        names
+            .try_reserve_exact(tensors.len())
+            .map_err(|_| invalid(format!("{} tensors are too many", tensors.len())))?;
+        for t in tensors {
+            names.push(
+                CString::new(t.name).map_err(|_| {
+                    invalid(format!("tensor name {:?} contains a NUL byte", t.name))
+                })?,
+            );
+        }
+        let mut raw_tensors = Vec::new();
+        raw_tensors
+            .try_reserve_exact(tensors.len())
+            .map_err(|_| invalid(format!("{} tensors are too many", tensors.len())))?;
+        for (t, name) in tensors.iter().zip(&names) {
+            if t.shape.len() > MAX_TENSOR_DIMS {
+                return Err(invalid(format!(
+                    "tensor {:?} has {} dimensions, at most {MAX_TENSOR_DIMS} are supported",
+                    t.name,
+                    t.shape.len()
+                )));
+            }
+            let mut shape = [0i64; MAX_TENSOR_DIMS];
+            let mut dims = [0usize; MAX_TENSOR_DIMS];
+            for (d, &v) in t.shape.iter().enumerate() {
+                dims[d] = usize::try_from(v).map_err(|_| {
+                    invalid(format!(
+                        "tensor {:?} has shape {:?}: dimension {d} is negative",
+                        t.name, t.shape
+                    ))
+                })?;
+                shape[d] = v;
+            }
+            let what = format!("tensor {:?}", t.name);
+            let expected = product(&what, &dims[..t.shape.len()])?;
+            if t.data.len() != expected {
+                return Err(invalid(format!(
+                    "tensor {:?} has {} elements, expected {expected} (shape {:?})",
+                    t.name,
+                    t.data.len(),
+                    t.shape
+                )));
+            }
+            let (dtype, data) = t.data.raw();
+            raw_tensors.push(sys::winattn_tensor {
+                name: name.as_ptr(),
+                dtype,
+                ndim: t.shape.len() as i32, // <= 8
+                shape,
+                data,
+            });
+        }
+        let mut raw = ptr::null_mut();
+        // SAFETY: raw_tensors has tensors.len() entries, each naming a live CString and a slice of the
+        // checked length; the library copies them and writes the handle only on success.
+        check(unsafe {
+            sys::winattn_model_create(
+                raw_tensors.as_ptr(),
+                to_i64("count", raw_tensors.len())?,
+                &raw_options,
+                &mut raw,
+            )
+        })?;
+        Model::wrap(raw)
+    }
+
+    /// Takes ownership of a live handle and reads its architecture.
+    fn wrap(raw: *mut sys::winattn_model) -> Result<Model> {
+        let mut model = Model {
+            raw,
+            info: ModelInfo {
+                family: ModelFamily::Unknown(0),
+                in_channels: 0,
+                num_classes: 0,
+                embed_dim: 0,
+                depths: Vec::new(),
+                num_heads: Vec::new(),
+                dims: Vec::new(),
+                patch: [0; 3],
+                window: [0; 3],
+            },
+        };
+        let mut raw_info = sys::winattn_model_info::default();
+        // SAFETY: the handle is live (dropped with `model` on error); raw_info is a valid out pointer.
+        check(unsafe { sys::winattn_model_get_info(model.raw, &mut raw_info) })?;
+        model.info = ModelInfo::from_raw(&raw_info)?;
+        Ok(model)
+    }
+
+    /// The model's architecture (read once, at creation: a model is immutable).
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// Length of an input `[batch][in_channels][size[0]][size[1]][size[2]]`.
+    fn input_len(&self, batch: usize, size: &[i64; 3]) -> Result<usize> {
+        let s = positive_dims("size", size)?;
+        product("input", &[batch, self.info.in_channels, s[0], s[1], s[2]])
+    }
+
+    fn check_input(&self, input: &[f32], batch: usize, size: &[i64; 3]) -> Result<()> {
+        let len = self.input_len(batch, size)?;
+        expect_len(
+            "input",
+            input.len(),
+            len,
+            "batch*in_channels*size[0]*size[1]*size[2]",
+        )
+    }
+
+    fn logits_len(&self, batch: usize) -> Result<usize> {
+        if self.info.num_classes == 0 {
+            return Err(invalid(
+                "the model is a backbone without a classifier head (num_classes 0): use features"
+                    .into(),
+            ));
+        }
+        product("logits", &[batch, self.info.num_classes])
+    }
+
+    /// Classifies `input` `[batch][in_channels][size[0]][size[1]][size[2]]` (size = (frames, height,
+    /// width); 2D models: frames 1), normalised as torchvision's transforms leave it; returns the logits
+    /// `[batch][num_classes]`.
+    pub fn classify(&self, input: &[f32], batch: usize, size: [i64; 3]) -> Result<Vec<f32>> {
+        self.check_input(input, batch, &size)?;
+        let mut logits = zeroed_vec::<f32>("logits", self.logits_len(batch)?)?;
+        self.classify_into(input, batch, size, &mut logits)?;
+        Ok(logits)
+    }
+
+    /// [`Model::classify`] writing into `logits` (`[batch][num_classes]`).
+    pub fn classify_into(
+        &self,
+        input: &[f32],
+        batch: usize,
+        size: [i64; 3],
+        logits: &mut [f32],
+    ) -> Result<()> {
+        self.check_input(input, batch, &size)?;
+        expect_len(
+            "logits",
+            logits.len(),
+            self.logits_len(batch)?,
+            "batch*num_classes",
+        )?;
+        // SAFETY: the handle is live (destroyed only in Drop); lengths checked above.
+        check(unsafe {
+            sys::winattn_model_classify(
+                self.raw,
+                input.as_ptr(),
+                to_i64("batch", batch)?,
+                size.as_ptr(),
+                logits.as_mut_ptr(),
+            )
+        })
+    }
+
+    /// The shape of each stage's output for an input of `size` (frames, height, width): one
+    /// `[frames, height, width, channels]` per stage. Stage `s`'s features are then
+    /// `[batch][frames][height][width][channels]`, channels last.
+    pub fn feature_shapes(&self, size: [i64; 3]) -> Result<Vec<[i64; 4]>> {
+        positive_dims("size", &size)?;
+        let stages = self.info.num_stages();
+        let mut flat = [0i64; 4 * 8];
+        // SAFETY: the handle is live; flat holds [num_stages <= 8][4] entries.
+        check(unsafe {
+            sys::winattn_model_feature_shapes(self.raw, size.as_ptr(), flat.as_mut_ptr())
+        })?;
+        Ok(flat[..4 * stages]
+            .chunks_exact(4)
+            .map(|c| [c[0], c[1], c[2], c[3]])
+            .collect())
+    }
+
+    /// Lengths of the stages' outputs for `batch` inputs of `size`.
+    fn feature_lens(&self, batch: usize, size: [i64; 3]) -> Result<Vec<usize>> {
+        let shapes = self.feature_shapes(size)?;
+        let mut lens = Vec::with_capacity(shapes.len());
+        for (s, shape) in shapes.iter().enumerate() {
+            let mut dims = [batch, 0, 0, 0, 0];
+            for (d, &v) in shape.iter().enumerate() {
+                dims[d + 1] = reported(&format!("stage {s}'s feature shape"), v)?;
+            }
+            lens.push(product(&format!("stage {s}'s features"), &dims)?);
+        }
+        Ok(lens)
+    }
+
+    /// Runs the backbone on `input` (as [`Model::classify`]) and returns every stage's output, each
+    /// `[batch][frames][height][width][channels]` as [`Model::feature_shapes`] gives it (after the stage's
+    /// blocks, before the next patch merging; the last stage's before the final norm), the layout of
+    /// torchvision's `model.features` outputs.
+    pub fn features(&self, input: &[f32], batch: usize, size: [i64; 3]) -> Result<Vec<Vec<f32>>> {
+        self.check_input(input, batch, &size)?;
+        let lens = self.feature_lens(batch, size)?;
+        let mut features = Vec::with_capacity(lens.len());
+        for (s, &len) in lens.iter().enumerate() {
+            features.push(zeroed_vec::<f32>(&format!("stage {s}'s features"), len)?);
+        }
+        let mut outputs: Vec<Option<&mut [f32]>> = features
+            .iter_mut()
+            .map(|f| Some(f.as_mut_slice()))
+            .collect();
+        self.features_into(input, batch, size, &mut outputs)?;
+        Ok(features)
+    }
+
+    /// [`Model::features`] writing into caller buffers: `features` has one entry per stage, `Some(out)`
+    /// with `out` of that stage's length, or `None` to skip the stage's copy (the stages still run up to
+    /// the last one requested).
+    pub fn features_into(
+        &self,
+        input: &[f32],
+        batch: usize,
+        size: [i64; 3],
+        features: &mut [Option<&mut [f32]>],
+    ) -> Result<()> {
+        self.check_input(input, batch, &size)?;
+        let stages = self.info.num_stages();
+        if features.len() != stages {
+            return Err(invalid(format!(
+                "features has {} entries, expected one per stage ({stages})",
+                features.len()
+            )));
+        }
+        let lens = self.feature_lens(batch, size)?;
+        let mut pointers = [ptr::null_mut::<f32>(); 8];
+        for (s, (out, &len)) in features.iter_mut().zip(&lens).enumerate() {
+            if let Some(out) = out {
+                expect_len(
+                    &format!("features[{s}]"),
+                    out.len(),
+                    len,
+                    "batch*frames*height*width*channels of the stage",
+                )?;
+                pointers[s] = out.as_mut_ptr();
+            }
+        }
+        // SAFETY: the handle is live; input and every non-NULL output length-checked; the outputs are
+        // distinct &mut slices, so they overlap neither each other nor input.
+        check(unsafe {
+            sys::winattn_model_features(
+                self.raw,
+                input.as_ptr(),
+                to_i64("batch", batch)?,
+                size.as_ptr(),
+                pointers.as_ptr(),
+            )
+        })
+    }
+
+    /// Sets the model's thread budget, as [`Layer::set_num_threads`]: the most threads one call on the
+    /// model uses; 0 follows the process setting. May be called while other calls run on the model. Above
+    /// [`MAX_THREADS`]: [`Status::InvalidArgument`], budget unchanged.
+    pub fn set_num_threads(&self, num_threads: usize) -> Result<()> {
+        let n = thread_count("num_threads", num_threads)?;
+        // SAFETY: the handle is live; the C contract allows this concurrently with other calls.
+        check(unsafe { sys::winattn_model_set_num_threads(self.raw, n) })
+    }
+
+    /// The model's thread budget (0 = the process setting).
+    pub fn num_threads(&self) -> Result<usize> {
+        let mut n: c_int = -1;
+        // SAFETY: the handle is live; n is a valid out pointer.
+        check(unsafe { sys::winattn_model_get_num_threads(self.raw, &mut n) })?;
+        usize::try_from(n).map_err(|_| {
+            internal(format!(
+                "the library reported a negative thread budget ({n})"
+            ))
+        })
+    }
+}
+
+impl Drop for Model {
+    fn drop(&mut self) {
+        // SAFETY: created by winattn_model_load/create, destroyed once; &mut self excludes other calls.
+        unsafe { sys::winattn_model_destroy(self.raw) }
     }
 }

@@ -5,7 +5,7 @@
 //! would be undefined behaviour for a value the library adds later).
 #![allow(non_camel_case_types)]
 
-use std::os::raw::{c_char, c_int};
+use std::os::raw::{c_char, c_int, c_void};
 
 /// `winattn_status`: the result of every fallible call.
 pub type winattn_status = c_int;
@@ -24,8 +24,10 @@ pub const WINATTN_STATUS_INTERNAL_ERROR: winattn_status = 4;
 pub type winattn_dtype = c_int;
 /// float32 compute.
 pub const WINATTN_DTYPE_F32: winattn_dtype = 0;
-/// bfloat16 compute (UNSUPPORTED in version 0.1).
+/// bfloat16 compute (UNSUPPORTED in version 0.1); also a tensor storage type (`winattn_tensor`).
 pub const WINATTN_DTYPE_BF16: winattn_dtype = 1;
+/// IEEE half precision: a tensor storage type (`winattn_tensor`), not a compute precision.
+pub const WINATTN_DTYPE_F16: winattn_dtype = 2;
 
 /// `WINATTN_VERSION_MAJOR` of the header these declarations were written against.
 pub const WINATTN_VERSION_MAJOR: c_int = 0;
@@ -113,6 +115,73 @@ pub struct winattn_layer_desc {
     pub compute_dtype: winattn_dtype,
     /// Reserved, 0.
     pub flags: u32,
+}
+
+/// `winattn_model`: opaque whole network (Swin, SwinV2, Video Swin).
+#[repr(C)]
+pub struct winattn_model {
+    _opaque: [u8; 0],
+}
+
+/// `winattn_model_options`: what `winattn_model_load` and `winattn_model_create` take besides the weights.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct winattn_model_options {
+    /// `WINATTN_DTYPE_F32` (0, the zero-initialised default) or BF16 (UNSUPPORTED in version 0.1).
+    pub compute_dtype: winattn_dtype,
+    /// The model's thread budget; 0 = the process default.
+    pub num_threads: c_int,
+    /// Reserved, 0.
+    pub flags: u32,
+}
+
+/// `winattn_model_family`: the architecture a model's weights were recognised as.
+pub type winattn_model_family = c_int;
+/// Swin v1 (torchvision swin_t/s/b, timm swin_*).
+pub const WINATTN_MODEL_SWIN: winattn_model_family = 1;
+/// SwinV2 (torchvision swin_v2_t/s/b, timm swinv2_*).
+pub const WINATTN_MODEL_SWIN_V2: winattn_model_family = 2;
+/// Video Swin 3D (torchvision swin3d_t/s/b, the original Video Swin).
+pub const WINATTN_MODEL_SWIN_3D: winattn_model_family = 3;
+
+/// `winattn_model_info`: a model's architecture.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct winattn_model_info {
+    /// A `WINATTN_MODEL_*` value.
+    pub family: winattn_model_family,
+    /// Input channels (3 for RGB).
+    pub in_channels: i64,
+    /// Classes of the head; 0 for a backbone without one.
+    pub num_classes: i64,
+    /// Channels after the patch embedding.
+    pub embed_dim: i64,
+    /// Stages (entries used in `depths` and `num_heads`).
+    pub num_stages: i64,
+    /// Blocks per stage; unused entries 0.
+    pub depths: [i64; 8],
+    /// Heads per stage; unused entries 0.
+    pub num_heads: [i64; 8],
+    /// Patch (depth, height, width); 2D: depth 1.
+    pub patch: [i64; 3],
+    /// Window (depth, height, width); 2D: depth 1.
+    pub window: [i64; 3],
+}
+
+/// `winattn_tensor`: one caller-held tensor of a state_dict, dense row-major.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct winattn_tensor {
+    /// NUL-terminated name as in a torchvision or timm state_dict.
+    pub name: *const c_char,
+    /// `WINATTN_DTYPE_F32`, `_F16` or `_BF16`.
+    pub dtype: winattn_dtype,
+    /// Dimensions used in `shape` (at most 8).
+    pub ndim: i32,
+    /// The shape; entries past `ndim` unused.
+    pub shape: [i64; 8],
+    /// The elements, `prod(shape)` of `dtype`.
+    pub data: *const c_void,
 }
 
 extern "C" {
@@ -227,6 +296,58 @@ extern "C" {
         layer: *const winattn_layer,
         bytes: *mut i64,
     ) -> winattn_status;
+    /// See winattn.h.
+    pub fn winattn_model_load(
+        path: *const c_char,
+        options: *const winattn_model_options,
+        model: *mut *mut winattn_model,
+    ) -> winattn_status;
+    /// See winattn.h.
+    pub fn winattn_model_create(
+        tensors: *const winattn_tensor,
+        count: i64,
+        options: *const winattn_model_options,
+        model: *mut *mut winattn_model,
+    ) -> winattn_status;
+    /// See winattn.h.
+    pub fn winattn_model_get_info(
+        model: *const winattn_model,
+        info: *mut winattn_model_info,
+    ) -> winattn_status;
+    /// See winattn.h.
+    pub fn winattn_model_classify(
+        model: *const winattn_model,
+        input: *const f32,
+        batch: i64,
+        size: *const i64,
+        logits: *mut f32,
+    ) -> winattn_status;
+    /// See winattn.h.
+    pub fn winattn_model_feature_shapes(
+        model: *const winattn_model,
+        size: *const i64,
+        shapes: *mut i64,
+    ) -> winattn_status;
+    /// See winattn.h.
+    pub fn winattn_model_features(
+        model: *const winattn_model,
+        input: *const f32,
+        batch: i64,
+        size: *const i64,
+        features: *const *mut f32,
+    ) -> winattn_status;
+    /// See winattn.h.
+    pub fn winattn_model_set_num_threads(
+        model: *mut winattn_model,
+        num_threads: c_int,
+    ) -> winattn_status;
+    /// See winattn.h.
+    pub fn winattn_model_get_num_threads(
+        model: *const winattn_model,
+        num_threads: *mut c_int,
+    ) -> winattn_status;
+    /// See winattn.h.
+    pub fn winattn_model_destroy(model: *mut winattn_model);
 }
 
 #[cfg(test)]
@@ -246,5 +367,20 @@ mod layout {
         assert_eq!(offset_of!(winattn_layer_desc, flags), 148);
         assert_eq!(size_of::<winattn_layer_desc>(), 152);
         assert_eq!(align_of::<winattn_layer_desc>(), 8);
+        assert_eq!(offset_of!(winattn_model_options, num_threads), 4);
+        assert_eq!(offset_of!(winattn_model_options, flags), 8);
+        assert_eq!(size_of::<winattn_model_options>(), 12);
+        assert_eq!(offset_of!(winattn_model_info, in_channels), 8);
+        assert_eq!(offset_of!(winattn_model_info, num_stages), 32);
+        assert_eq!(offset_of!(winattn_model_info, depths), 40);
+        assert_eq!(offset_of!(winattn_model_info, num_heads), 104);
+        assert_eq!(offset_of!(winattn_model_info, patch), 168);
+        assert_eq!(offset_of!(winattn_model_info, window), 192);
+        assert_eq!(size_of::<winattn_model_info>(), 216);
+        assert_eq!(offset_of!(winattn_tensor, dtype), 8);
+        assert_eq!(offset_of!(winattn_tensor, ndim), 12);
+        assert_eq!(offset_of!(winattn_tensor, shape), 16);
+        assert_eq!(offset_of!(winattn_tensor, data), 80);
+        assert_eq!(size_of::<winattn_tensor>(), 88);
     }
 }
