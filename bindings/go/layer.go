@@ -35,18 +35,34 @@ static winattn_status go_winattn_layer_create(
 import "C"
 
 import (
+	"fmt"
 	"runtime"
 	"sync"
 )
 
-// DType is the compute precision of a prepacked Layer.
+// DType is the compute precision of a prepacked Layer or a Model, and the storage type of a Tensor.
 type DType int
 
-// Compute precisions (BF16 is answered with ErrUnsupported in version 0.1).
+// Compute precisions (BF16 is answered with ErrUnsupported in version 0.1) and tensor storage types (F16
+// is a storage type only).
 const (
 	F32  DType = C.WINATTN_DTYPE_F32
 	BF16 DType = C.WINATTN_DTYPE_BF16
+	F16  DType = C.WINATTN_DTYPE_F16
 )
+
+// String returns the dtype's name in winattn.h, e.g. "F32".
+func (d DType) String() string {
+	switch d {
+	case F32:
+		return "F32"
+	case BF16:
+		return "BF16"
+	case F16:
+		return "F16"
+	}
+	return fmt.Sprintf("DType(%d)", int(d))
+}
 
 // LayerDesc describes a prepacked Layer (winattn_layer_desc). N = prod(Window), C = Channels; nil
 // optional slices mean none.
