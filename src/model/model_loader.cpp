@@ -101,10 +101,6 @@ class Reader {
     }
     return convert(t);
   }
-  std::vector<float> optional_floats(const std::string &name, const std::vector<int64_t> &shape,
-                                     const std::string &why) {
-    return has(name) ? floats(name, shape, why) : std::vector<float>();
-  }
   std::vector<float> convert(const TensorView &t) {
     if (!converts_to_f32(t.dtype)) {
       fail("tensor '" + t.name + "' has dtype " + dtype_name(t.dtype) +
@@ -295,43 +291,52 @@ std::unique_ptr<SwinModel> SwinModel::from_weights(const SafetensorsFile &file) 
   if (v2 && three_d)
     r.fail("tensor '" + first + "attn.logit_scale': SwinV2 attention in a Video Swin model is not supported");
   info.family = three_d ? WINATTN_MODEL_SWIN_3D : (v2 ? WINATTN_MODEL_SWIN_V2 : WINATTN_MODEL_SWIN);
-  int64_t pretrained[2] = {0, 0};
-  if (!v2) {
-    const TensorView &table =
-        r.tensor(first + "attn.relative_position_bias_table", "the relative position bias");
-    if (table.shape.size() != 2) {
-      r.fail("tensor '" + table.name + "' has shape " + shape_string(table.shape) +
-             ", expected [rows][heads]");
+  // A stage's window, from its first block: v1 from the table's rows (and the index buffer when present);
+  // SwinV2 from relative_coords_table or relative_position_index, else torchvision's default of 8. timm
+  // shrinks a stage's window to its feature size at the trained resolution, so stages may differ.
+  auto stage_window = [&](int s, int64_t *window) {
+    const std::string block0 = naming.block(s, 0);
+    if (!v2) {
+      const TensorView &table =
+          r.tensor(block0 + "attn.relative_position_bias_table", "the relative position bias");
+      if (table.shape.size() != 2) {
+        r.fail("tensor '" + table.name + "' has shape " + shape_string(table.shape) +
+               ", expected [rows][heads]");
+      }
+      infer_window(r, table.name, table.shape[0], three_d, block0 + "attn.relative_position_index", window);
+      return;
     }
-    infer_window(r, table.name, table.shape[0], three_d, first + "attn.relative_position_index", info.window);
-  } else {
-    info.window[0] = 1;
-    if (const TensorView *coords = r.find(first + "attn.relative_coords_table")) {
+    window[0] = 1;
+    if (const TensorView *coords = r.find(block0 + "attn.relative_coords_table")) {
       if (coords->shape.size() != 4 || coords->shape[3] != 2 || coords->shape[1] % 2 == 0 ||
           coords->shape[2] % 2 == 0)
         r.fail("tensor '" + coords->name + "' has shape " + shape_string(coords->shape) +
                ", expected [1][2Wh-1][2Ww-1][2]");
-      info.window[1] = (coords->shape[1] + 1) / 2;
-      info.window[2] = (coords->shape[2] + 1) / 2;
-    } else if (const TensorView *index = r.find(first + "attn.relative_position_index")) {
+      window[1] = (coords->shape[1] + 1) / 2;
+      window[2] = (coords->shape[2] + 1) / 2;
+    } else if (const TensorView *index = r.find(block0 + "attn.relative_position_index")) {
       const int64_t n =
           static_cast<int64_t>(std::llround(std::sqrt(std::sqrt(static_cast<double>(index->numel)))));
-      info.window[1] = info.window[2] = n;
+      window[1] = window[2] = n;
+    } else if (naming.embed_conv == "features.0.0") {
+      window[1] = window[2] = 8;  // torchvision's swin_v2_* window
     } else {
-      info.window[1] = info.window[2] = 8;  // torchvision's swin_v2_* window
+      r.fail("the window of stage " + std::to_string(s) + " is unknown: '" + block0 +
+             "attn.relative_coords_table' (or relative_position_index) is absent; timm leaves these buffers "
+             "out of its checkpoints: export the module with python3 -m winattn.export, which writes them");
     }
-  }
+  };
 
   // ---- patch embedding ----
   const std::string embed_why = "the patch embedding";
   model->patch_floats_ = info.in_channels * info.patch[0] * info.patch[1] * info.patch[2];
   {
     const std::vector<float> weight = r.convert(*conv);
-    const std::vector<float> bias =
-        r.optional_floats(naming.embed_conv + ".bias", {info.embed_dim}, embed_why);
+    const std::vector<float> bias = r.floats(naming.embed_conv + ".bias", {info.embed_dim}, embed_why);
     model->embed_ = std::make_unique<Linear>(weight.data(), bias.empty() ? nullptr : bias.data(),
                                              model->patch_floats_, info.embed_dim);
-    if (r.has(naming.embed_norm + ".weight")) {
+    // The patch embedding's norm is optional (Video Swin's patch_norm); its weight and bias come together.
+    if (r.has(naming.embed_norm + ".weight") || r.has(naming.embed_norm + ".bias")) {
       model->embed_norm_ = r.floats(naming.embed_norm + ".weight", {info.embed_dim}, embed_why);
       const auto beta = r.floats(naming.embed_norm + ".bias", {info.embed_dim}, embed_why);
       model->embed_norm_.insert(model->embed_norm_.end(), beta.begin(), beta.end());
@@ -340,11 +345,14 @@ std::unique_ptr<SwinModel> SwinModel::from_weights(const SafetensorsFile &file) 
 
   // ---- stages ----
   int64_t channels = info.embed_dim;
-  const int64_t n = info.window[0] * info.window[1] * info.window[2];
   model->stages_.resize(static_cast<size_t>(stages));
   for (int s = 0; s < stages; ++s) {
     Stage &stage = model->stages_[static_cast<size_t>(s)];
     stage.channels = channels;
+    int64_t *const window = stage.window;
+    stage_window(s, window);
+    if (s == 0) std::copy(window, window + 3, info.window);
+    const int64_t n = window[0] * window[1] * window[2];
     const int64_t c = channels;
     for (int i = 0; i < info.depths[s]; ++i) {
       const std::string p = naming.block(s, i);
@@ -357,16 +365,16 @@ std::unique_ptr<SwinModel> SwinModel::from_weights(const SafetensorsFile &file) 
         const TensorView &table = r.tensor(p + "attn.relative_position_bias_table", why);
         heads = table.shape.size() == 2 ? table.shape[1] : 0;
         int64_t rows = 1;
-        for (int d = 0; d < 3; ++d) rows *= 2 * info.window[d] - 1;
+        for (int d = 0; d < 3; ++d) rows *= 2 * window[d] - 1;
         const auto values = r.floats(table.name, {rows, heads}, why);
         if (heads <= 0 || c % heads != 0)
           r.fail("tensor '" + table.name + "' gives " + std::to_string(heads) + " heads for " +
                  std::to_string(c) + " channels");
         w->bias.resize(static_cast<size_t>(heads * n * n));
         std::vector<int64_t> index(static_cast<size_t>(n * n));
-        relative_position_index(3, info.window, index.data());
+        relative_position_index(3, window, index.data());
         relative_position_bias(values.data(), rows, heads, index.data(), n, w->bias.data());
-        r.check_index(p + "attn.relative_position_index", info.window);
+        r.check_index(p + "attn.relative_position_index", window);
       } else {
         const TensorView &scale = r.tensor(p + "attn.logit_scale", why);
         heads = scale.numel;
@@ -379,8 +387,9 @@ std::unique_ptr<SwinModel> SwinModel::from_weights(const SafetensorsFile &file) 
         const auto cpb_w1 = r.floats(w1.name, {hidden, 2}, why);
         const auto cpb_b1 = r.floats(p + "attn.cpb_mlp.0.bias", {hidden}, why);
         const auto cpb_w2 = r.floats(p + "attn.cpb_mlp.2.weight", {heads, hidden}, why);
-        const int64_t wh = info.window[1], ww = info.window[2];
+        const int64_t wh = window[1], ww = window[2];
         const int64_t rows = (2 * wh - 1) * (2 * ww - 1);
+        int64_t pretrained[2] = {0, 0};
         // timm's pretrained_window_size: the coordinates' normalisation, read from the buffer.
         if (const TensorView *coords = r.find(p + "attn.relative_coords_table")) {
           if (coords->shape != std::vector<int64_t>{1, 2 * wh - 1, 2 * ww - 1, 2})
@@ -424,9 +433,9 @@ std::unique_ptr<SwinModel> SwinModel::from_weights(const SafetensorsFile &file) 
                                        table.data(), pretrained[0], pretrained[1]);
         w->bias.resize(static_cast<size_t>(heads * n * n));
         std::vector<int64_t> index(static_cast<size_t>(n * n));
-        relative_position_index(3, info.window, index.data());
+        relative_position_index(3, window, index.data());
         relative_position_bias(table.data(), rows, heads, index.data(), n, w->bias.data());
-        r.check_index(p + "attn.relative_position_index", info.window);
+        r.check_index(p + "attn.relative_position_index", window);
       }
       if (i == 0) {
         info.num_heads[s] = heads;
@@ -443,10 +452,10 @@ std::unique_ptr<SwinModel> SwinModel::from_weights(const SafetensorsFile &file) 
         std::copy(q.begin(), q.end(), w->qkv_bias.begin());
         std::copy(v.begin(), v.end(), w->qkv_bias.begin() + 2 * c);
       } else {
-        w->qkv_bias = r.optional_floats(p + "attn.qkv.bias", {3 * c}, why);
+        w->qkv_bias = r.floats(p + "attn.qkv.bias", {3 * c}, why);
       }
       w->proj_weight = r.floats(p + "attn.proj.weight", {c, c}, why);
-      w->proj_bias = r.optional_floats(p + "attn.proj.bias", {c}, why);
+      w->proj_bias = r.floats(p + "attn.proj.bias", {c}, why);
       w->norm1 = r.floats(p + "norm1.weight", {c}, why);
       auto b1 = r.floats(p + "norm1.bias", {c}, why);
       w->norm1.insert(w->norm1.end(), b1.begin(), b1.end());
@@ -459,9 +468,9 @@ std::unique_ptr<SwinModel> SwinModel::from_weights(const SafetensorsFile &file) 
         r.fail("tensor '" + fc1.name + "' has shape " + shape_string(fc1.shape) + ", expected [hidden][" +
                std::to_string(c) + "]");
       w->fc1_weight = r.floats(fc1.name, {hidden, c}, why);
-      w->fc1_bias = r.optional_floats(p + naming.mlp1 + ".bias", {hidden}, why);
+      w->fc1_bias = r.floats(p + naming.mlp1 + ".bias", {hidden}, why);
       w->fc2_weight = r.floats(p + naming.mlp2 + ".weight", {c, hidden}, why);
-      w->fc2_bias = r.optional_floats(p + naming.mlp2 + ".bias", {c}, why);
+      w->fc2_bias = r.floats(p + naming.mlp2 + ".bias", {c}, why);
       r.mark_used(p + "attn.relative_position_index");
       r.mark_used(p + "attn.relative_coords_table");
 
@@ -477,13 +486,13 @@ std::unique_ptr<SwinModel> SwinModel::from_weights(const SafetensorsFile &file) 
       parts.fc1_bias = w->fc1_bias.empty() ? nullptr : w->fc1_bias.data();
       parts.fc2_weight = w->fc2_weight.data();
       parts.fc2_bias = w->fc2_bias.empty() ? nullptr : w->fc2_bias.data();
-      for (int d = 0; d < 3; ++d) w->shift[d] = i % 2 == 1 ? info.window[d] / 2 : 0;
+      for (int d = 0; d < 3; ++d) w->shift[d] = i % 2 == 1 ? window[d] / 2 : 0;
 
       LayerSpec spec = SwinBlock::attention_options(parts);
       spec.channels = c;
       spec.num_heads = heads;
       for (int d = 0; d < 3; ++d) {
-        spec.window[d] = info.window[d];
+        spec.window[d] = window[d];
         spec.shift[d] = w->shift[d];
       }
       spec.qkv_weight = w->qkv_weight.data();
@@ -525,13 +534,15 @@ std::unique_ptr<SwinModel> SwinModel::from_weights(const SafetensorsFile &file) 
   model->final_norm_ = r.floats("norm.weight", {c}, "the final norm");
   const auto beta = r.floats("norm.bias", {c}, "the final norm");
   model->final_norm_.insert(model->final_norm_.end(), beta.begin(), beta.end());
-  if (const TensorView *head = r.find(naming.head + ".weight")) {
+  // No head: a backbone. A head bias without its weight is a missing weight.
+  if (r.has(naming.head + ".weight") || r.has(naming.head + ".bias")) {
+    const TensorView *head = &r.tensor(naming.head + ".weight", "the classifier head");
     const int64_t classes = head->shape.size() == 2 ? head->shape[0] : 0;
     if (classes <= 0)
       r.fail("tensor '" + head->name + "' has shape " + shape_string(head->shape) + ", expected [classes][" +
              std::to_string(c) + "]");
     const auto weight = r.floats(head->name, {classes, c}, "the classifier head");
-    const auto bias = r.optional_floats(naming.head + ".bias", {classes}, "the classifier head");
+    const auto bias = r.floats(naming.head + ".bias", {classes}, "the classifier head");
     model->head_ = std::make_unique<Linear>(weight.data(), bias.empty() ? nullptr : bias.data(), c, classes);
     info.num_classes = classes;
   }

@@ -6,6 +6,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
 #include <cstring>
 #include <optional>
 
@@ -272,7 +276,7 @@ void SwinModel::classify(const float *x, int64_t batch, int64_t tokens, float *l
 
 std::shared_ptr<const SwinBlock> SwinModel::block_for(int stage, int index, const int64_t *grid) const {
   const Stage &st = stages_[static_cast<size_t>(stage)];
-  const int64_t *window = info_.window;
+  const int64_t *window = st.window;
   if (rule_ == WindowRule::kPadKeep) return st.blocks[static_cast<size_t>(index)];
   int64_t eff[3];
   bool shrunk = false;
@@ -318,7 +322,30 @@ void SwinModel::run(const float *input, int64_t batch, const int64_t *size, floa
             checked_mul(tokens, stages_[static_cast<size_t>(s)].channels, "activations"), "activations")));
   }
   AlignedBuffer a(largest), b(largest);
+  // WINATTN_MODEL_PROFILE=1: each part's wall time on stderr (a development aid).
+  static const bool profile = [] {
+    const char *env = std::getenv("WINATTN_MODEL_PROFILE");
+    return env != nullptr && env[0] == '1';
+  }();
+  // Wall time, and the calling thread's CPU time (what a one-thread run costs on a busy machine).
+  auto cpu_ms = [] {
+    timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) * 1e-6;
+  };
+  auto clock = std::chrono::steady_clock::now();
+  double cpu_clock = profile ? cpu_ms() : 0.0;
+  auto lap = [&](const char *part, int stage) {
+    if (!profile) return;
+    const auto now = std::chrono::steady_clock::now();
+    const double cpu_now = cpu_ms();
+    std::fprintf(stderr, "winattn model: %-10s %d %8.3f ms wall %8.3f ms cpu\n", part, stage,
+                 std::chrono::duration<double, std::milli>(now - clock).count(), cpu_now - cpu_clock);
+    clock = now;
+    cpu_clock = cpu_now;
+  };
   embed(input, batch, size, grids[0], a.data(), budget);
+  lap("embed", 0);
   const float *current = a.data();
   for (int s = 0; s <= last; ++s) {
     const Stage &stage = stages_[static_cast<size_t>(s)];
@@ -328,6 +355,7 @@ void SwinModel::run(const float *input, int64_t batch, const int64_t *size, floa
       float *dst = current == a.data() ? b.data() : a.data();
       merge(merges_[static_cast<size_t>(s - 1)], current, batch, grids[s - 1], dst, budget);
       current = dst;
+      lap("merge", s);
     }
     const int depth = static_cast<int>(stage.blocks.size());
     for (int i = 0; i < depth; ++i) {
@@ -336,6 +364,7 @@ void SwinModel::run(const float *input, int64_t batch, const int64_t *size, floa
       block_for(s, i, grid)->forward(current, batch, grid, dst, budget);
       current = dst;
     }
+    lap("blocks", s);
     if (depth == 0 && wanted != nullptr) {
       std::memcpy(wanted, current,
                   sizeof(float) * static_cast<size_t>(batch * grid[0] * grid[1] * grid[2] * stage.channels));
@@ -344,6 +373,7 @@ void SwinModel::run(const float *input, int64_t batch, const int64_t *size, floa
   }
   if (logits != nullptr)
     classify(current, batch, grids[last][0] * grids[last][1] * grids[last][2], logits, budget);
+  lap("head", last);
 }
 
 }  // namespace winattn::detail

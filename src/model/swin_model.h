@@ -73,6 +73,7 @@ class SwinModel {
   };
   struct Stage {
     int64_t channels = 0, heads = 0;
+    int64_t window[3] = {1, 1, 1};  // timm shrinks late stages' windows at its trained resolution
     std::vector<std::shared_ptr<const SwinBlock>> blocks;
     std::vector<std::unique_ptr<BlockWeights>> weights;  // WindowRule::kShrinkAxis only
   };
