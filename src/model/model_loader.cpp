@@ -178,21 +178,25 @@ void infer_window(Reader &r, const std::string &table_name, int64_t rows, bool t
     if (n * n != count)
       r.fail("tensor '" + index_name + "' has " + std::to_string(count) + " entries, not N*N");
   }
-  // Windows with square spatial extent first (wh == ww), the largest that fits; then any (wh, ww).
-  for (int64_t wh = 64; wh >= 1; --wh) {
-    for (int64_t ww = 64; ww >= 1; --ww) {
-      if (ww != wh && n == 0) continue;
-      const int64_t spatial = (2 * wh - 1) * (2 * ww - 1);
-      if (rows % spatial != 0) continue;
-      const int64_t depth_rows = rows / spatial;
-      if (depth_rows % 2 == 0) continue;
-      const int64_t wd = (depth_rows + 1) / 2;
-      if (!three_d && wd != 1) continue;
-      if (n != 0 && wd * wh * ww != n) continue;
-      window[0] = wd;
-      window[1] = wh;
-      window[2] = ww;
-      return;
+  // Windows with square spatial extent first (wh == ww), the largest that fits; then, when the index gives
+  // the token count, any (wh, ww). (8, 7, 7) and (7, 8, 7) have the same table rows and tokens: square wins.
+  for (int pass = 0; pass < 2; ++pass) {
+    if (pass == 1 && n == 0) break;
+    for (int64_t wh = 64; wh >= 1; --wh) {
+      for (int64_t ww = 64; ww >= 1; --ww) {
+        if ((ww != wh) == (pass == 0)) continue;
+        const int64_t spatial = (2 * wh - 1) * (2 * ww - 1);
+        if (rows % spatial != 0) continue;
+        const int64_t depth_rows = rows / spatial;
+        if (depth_rows % 2 == 0) continue;
+        const int64_t wd = (depth_rows + 1) / 2;
+        if (!three_d && wd != 1) continue;
+        if (n != 0 && wd * wh * ww != n) continue;
+        window[0] = wd;
+        window[1] = wh;
+        window[2] = ww;
+        return;
+      }
     }
   }
   r.fail("tensor '" + table_name + "' has " + std::to_string(rows) +
@@ -323,7 +327,7 @@ std::unique_ptr<SwinModel> SwinModel::from_weights(const SafetensorsFile &file) 
     } else {
       r.fail("the window of stage " + std::to_string(s) + " is unknown: '" + block0 +
              "attn.relative_coords_table' (or relative_position_index) is absent; timm leaves these buffers "
-             "out of its checkpoints: export the module with python3 -m winattn.export, which writes them");
+             "out of its state_dict: add them from module.named_buffers() (winattn.Model.from_module does)");
     }
   };
 
