@@ -2,6 +2,9 @@
 // shapes imply, every tensor checked (shape, finite values, known buffers against what they must hold),
 // then the parts built (see swin_model.h).
 #include <algorithm>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -551,6 +554,11 @@ std::unique_ptr<SwinModel> SwinModel::from_weights(const SafetensorsFile &file) 
     info.num_classes = classes;
   }
   r.check_all_used(naming.scheme);
+#if defined(__GLIBC__)
+  // Loading freed as much memory as the weights (float32 copies converted from the source, the weights as
+  // given once packed); glibc keeps freed heap memory below its mmap threshold, so hand it back now.
+  malloc_trim(0);
+#endif
   return model;
 }
 

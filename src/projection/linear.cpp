@@ -188,20 +188,29 @@ bool packable(const dnnl_memory_desc_t &md) {
 }
 
 // Offset, in elements, of element (i, o) of the [in][out] matrix described by a blocked `md`: the inner
-// blocks (last one fastest) address the position inside a block, the strides the block itself.
-int64_t blocked_offset(const dnnl_memory_desc_t &md, int64_t i, int64_t o) {
+// blocks (last one fastest) address the position inside a block, the strides the block itself. Each term
+// depends on one dimension only, so offset(i, o) = offset0 + part(0, i) + part(1, o).
+int64_t blocked_part(const dnnl_memory_desc_t &md, int dim, int64_t index) {
   const dnnl_blocking_desc_t &blocking = md.format_desc.blocking;
-  int64_t position[2] = {i + md.padded_offsets[0], o + md.padded_offsets[1]};
-  int64_t offset = md.offset0;
+  int64_t position = index + md.padded_offsets[dim];
+  int64_t offset = 0;
   int64_t inner_stride = 1;
   for (int b = blocking.inner_nblks - 1; b >= 0; --b) {
-    const int dim = blocking.inner_idxs[b];
     const int64_t block = blocking.inner_blks[b];
-    offset += position[dim] % block * inner_stride;
-    position[dim] /= block;
+    if (blocking.inner_idxs[b] == dim) {
+      offset += position % block * inner_stride;
+      position /= block;
+    }
     inner_stride *= block;
   }
-  return offset + position[0] * blocking.strides[0] + position[1] * blocking.strides[1];
+  return offset + position * blocking.strides[dim];
+}
+
+// The offsets of every index of one dimension.
+std::vector<int64_t> blocked_parts(const dnnl_memory_desc_t &md, int dim, int64_t count) {
+  std::vector<int64_t> parts(static_cast<size_t>(count));
+  for (int64_t k = 0; k < count; ++k) parts[static_cast<size_t>(k)] = blocked_part(md, dim, k);
+  return parts;
 }
 
 // weight: [out][in] (nn.Linear), i.e. the [in][out] matrix in "ba" order. Packs it for `md` with a plain
@@ -214,9 +223,23 @@ std::shared_ptr<PackedWeights> pack_weights(const dnnl::engine &engine, const me
   float *dst = static_cast<float *>(packed->block.data);
   try {
     if (packable(md.data)) {
-      std::memset(dst, 0, packed->block.bytes);
-      for (int64_t o = 0; o < out; ++o)
-        for (int64_t i = 0; i < in; ++i) dst[blocked_offset(md.data, i, o)] = weight[o * in + i];
+      // Zero the padding (a layout without padding is overwritten whole).
+      if (md.get_size() != sizeof(float) * static_cast<size_t>(in * out))
+        std::memset(dst, 0, packed->block.bytes);
+      const std::vector<int64_t> row = blocked_parts(md.data, 0, in), column = blocked_parts(md.data, 1, out);
+      float *const base = dst + md.data.offset0;
+      // In 64 x 64 tiles: the source rows and the packed blocks a tile touches stay in L1.
+      constexpr int64_t kTile = 64;
+      for (int64_t o0 = 0; o0 < out; o0 += kTile) {
+        const int64_t o1 = std::min(out, o0 + kTile);
+        for (int64_t i0 = 0; i0 < in; i0 += kTile) {
+          const int64_t i1 = std::min(in, i0 + kTile);
+          for (int64_t i = i0; i < i1; ++i) {
+            float *const row_base = base + row[static_cast<size_t>(i)];
+            for (int64_t o = o0; o < o1; ++o) row_base[column[static_cast<size_t>(o)]] = weight[o * in + i];
+          }
+        }
+      }
       packed->mem = memory(md, engine, dst);
     } else {
       SingleThreadedDnnl single_threaded;
@@ -231,6 +254,19 @@ std::shared_ptr<PackedWeights> pack_weights(const dnnl::engine &engine, const me
     throw_dnnl(e, "oneDNN weights packing failed");
   }
   return packed;
+}
+
+// The [out][in] weights back from a blocked layout made by pack_weights (exact: a permutation).
+std::vector<float> unpack_weights(const PackedWeights &packed, int64_t in, int64_t out) {
+  std::vector<float> weight(static_cast<size_t>(in * out));
+  const dnnl_memory_desc_t &md = packed.md.data;
+  const std::vector<int64_t> row = blocked_parts(md, 0, in), column = blocked_parts(md, 1, out);
+  const float *const base = static_cast<const float *>(packed.block.data) + md.offset0;
+  for (int64_t o = 0; o < out; ++o)
+    for (int64_t i = 0; i < in; ++i)
+      weight[static_cast<size_t>(o * in + i)] =
+          base[column[static_cast<size_t>(o)] + row[static_cast<size_t>(i)]];
+  return weight;
 }
 
 void report(winattn_status *failure, winattn_status status, const char *what) noexcept {
@@ -387,6 +423,13 @@ struct Linear::Impl {
   std::map<int64_t, CachedPlan> plans;  // by row count
   uint64_t clock = 0;
   std::vector<std::shared_ptr<const PackedWeights>> packed_weights;  // one per layout in use
+
+  // A packed layout the weights can be unpacked from (blocked, filled by pack_weights), or null.
+  const PackedWeights *packed_source() const {
+    for (const auto &packed : packed_weights)
+      if (packable(packed->md.data)) return packed.get();
+    return nullptr;
+  }
 };
 
 Linear::Linear(const float *weight, const float *bias, int64_t in_features, int64_t out_features,
@@ -434,9 +477,15 @@ std::shared_ptr<const Linear::Plan> Linear::prepare(int64_t rows, bool pin) cons
   }
   if (!plan->weights) {
     m.packed_weights.reserve(m.packed_weights.size() + 1);  // the push_back below cannot throw then
-    auto packed = pack_weights(m.engine, plan->primitive->weights_md, m.weight.data(), in_, out_);
+    // The source: the weights as given, or (once they were dropped) unpacked from a packed layout.
+    std::vector<float> unpacked;
+    if (m.weight.empty()) unpacked = unpack_weights(*m.packed_source(), in_, out_);
+    const float *source = m.weight.empty() ? unpacked.data() : m.weight.data();
+    auto packed = pack_weights(m.engine, plan->primitive->weights_md, source, in_, out_);
     m.packed_weights.push_back(packed);
     plan->weights = std::move(packed);
+    // A blocked layout holds every weight: the copy as given is no longer needed (half the memory).
+    if (!m.weight.empty() && m.packed_source() != nullptr) std::vector<float>().swap(m.weight);
   }
   Impl::CachedPlan &entry = m.plans[rows];  // may throw bad_alloc: nothing else changed but the packing
   entry.plan = plan;
@@ -494,8 +543,14 @@ void Linear::trim() const {
       it = m.plans.erase(it);
     }
   }
+  // Drop the layouts no plan reads, but keep one blocked layout when it is the only copy of the weights.
+  const PackedWeights *keep = m.weight.empty() ? m.packed_source() : nullptr;
+  for (const auto &packed : m.packed_weights) {
+    if (keep != nullptr && packed.use_count() > 1 && packable(packed->md.data)) keep = packed.get();
+  }
   for (auto it = m.packed_weights.begin(); it != m.packed_weights.end();) {
-    it = it->use_count() == 1 ? m.packed_weights.erase(it) : it + 1;  // read by no plan
+    it =
+        (it->use_count() == 1 && it->get() != keep) ? m.packed_weights.erase(it) : it + 1;  // read by no plan
   }
 }
 
