@@ -18,10 +18,18 @@ follows before the C library sees them:
 Shapes are checked in Python before the C library is called (``ValueError`` naming the argument); anything
 the C library rejects raises :class:`WinattnError` carrying the C status and the library's message.
 
-The shared library is looked up, in order, at the path in the environment variable ``WINATTN_LIBRARY``
-(when set, only there: a wrong path is an error, not a silent fallback), at ``build/libwinattn.so`` of the
-source tree this package lives in (``bindings/python/winattn`` -> ``../../../build``), and through
-``ctypes.util.find_library("winattn")``. It is loaded on first use; OSError lists the paths tried.
+The shared library is looked up, in order:
+
+1. at the path in the environment variable ``WINATTN_LIBRARY`` (when set, only there: a wrong path is an
+   error, not a silent fallback);
+2. when this package is imported from the source tree (``bindings/python/winattn``), at the tree's
+   ``build/libwinattn.so``;
+3. where ``cmake --install`` puts it: ``<prefix>/lib/libwinattn.so`` and ``<prefix>/lib/<multiarch>/``
+   for ``sys.prefix`` (a virtual environment's prefix) and ``sys.base_prefix``, then ``/usr/local/lib``
+   (CMake's default prefix) and ``/usr/lib/<multiarch>`` (``-DCMAKE_INSTALL_PREFIX=/usr`` on Debian);
+4. ``ctypes.util.find_library("winattn")`` (the ldconfig cache, LD_LIBRARY_PATH).
+
+It is loaded on first use; OSError lists the paths tried. :func:`library_path` says which one was loaded.
 
 Example::
 
@@ -35,13 +43,33 @@ Example::
     with winattn.Layer(96, 3, (7, 7), (3, 3), qkv_w, proj_w,
                        relative_position_bias_table=table) as layer:
         y = layer.forward(x)                                       # [1][56][56][96]
+
+Whole models (:class:`Model`): a Swin, SwinV2 or Video Swin network built from a torchvision or timm
+state_dict, in eval mode, for inference only (no autograd). Inputs are numpy arrays or torch CPU tensors
+([B][C][H][W] for 2D models, [B][C][T][H][W] for Video Swin, or one unbatched sample) and results come
+back as the same kind (float32)::
+
+    import torch, torchvision
+    import winattn
+
+    tv = torchvision.models.swin_t().eval()
+    model = winattn.Model.from_torchvision(tv)        # or winattn.Model.load("swin_t.safetensors")
+    with torch.no_grad():
+        logits = model(torch.rand(2, 3, 224, 224))   # torch.Tensor [2][1000]
+    feats = model.features(torch.rand(1, 3, 224, 224))  # [1][56][56][96], ..., [1][7][7][768]
+    model.close()                                    # or use ``with``; waits for running calls
+
+``python3 -m winattn.export`` writes a state_dict as the .safetensors file :meth:`Model.load` reads.
 """
 
 import contextlib
 import ctypes
 import ctypes.util
+import dataclasses
 import numbers
 import os
+import sys
+import sysconfig
 import threading
 
 import numpy as np
@@ -51,6 +79,8 @@ __all__ = [
     "ArgumentTypeError",
     "Layer",
     "Block",
+    "Model",
+    "ModelInfo",
     "MAX_THREADS",
     "release_thread_memory",
     "version",
@@ -78,6 +108,7 @@ STATUS_INTERNAL_ERROR = 4
 # Values of the C enum winattn_dtype.
 DTYPE_F32 = 0
 DTYPE_BF16 = 1
+DTYPE_F16 = 2
 
 # WINATTN_MAX_THREADS of the header: the most threads any call uses; thread counts above it are refused.
 MAX_THREADS = 256
@@ -182,6 +213,44 @@ class _BlockDesc(ctypes.Structure):
     ]
 
 
+class _ModelOptions(ctypes.Structure):
+    """Mirror of the C struct winattn_model_options."""
+
+    _fields_ = [
+        ("compute_dtype", ctypes.c_int),
+        ("num_threads", ctypes.c_int),
+        ("flags", ctypes.c_uint32),
+    ]
+
+
+class _ModelInfo(ctypes.Structure):
+    """Mirror of the C struct winattn_model_info (the enum family is a C int)."""
+
+    _fields_ = [
+        ("family", ctypes.c_int),
+        ("in_channels", ctypes.c_int64),
+        ("num_classes", ctypes.c_int64),
+        ("embed_dim", ctypes.c_int64),
+        ("num_stages", ctypes.c_int64),
+        ("depths", ctypes.c_int64 * 8),
+        ("num_heads", ctypes.c_int64 * 8),
+        ("patch", ctypes.c_int64 * 3),
+        ("window", ctypes.c_int64 * 3),
+    ]
+
+
+class _Tensor(ctypes.Structure):
+    """Mirror of the C struct winattn_tensor."""
+
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("dtype", ctypes.c_int),
+        ("ndim", ctypes.c_int32),
+        ("shape", ctypes.c_int64 * 8),
+        ("data", ctypes.c_void_p),
+    ]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Library loading
 # ---------------------------------------------------------------------------------------------------------
@@ -191,16 +260,51 @@ _lib_handle = None
 _lib_path = None
 
 
+_LIBRARY_NAME = "libwinattn.so"
+
+
+def _source_tree_library():
+    """<repo>/build/libwinattn.so when this package is imported from the source tree (bindings/python/winattn
+    next to include/winattn/winattn.h), else None (an installed copy has no build/ of its own)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.normpath(os.path.join(here, "..", "..", ".."))
+    if not os.path.isfile(os.path.join(root, "include", "winattn", "winattn.h")):
+        return None
+    return os.path.join(root, "build", _LIBRARY_NAME)
+
+
+def _installed_library_dirs():
+    """The directories `cmake --install` puts the library in, for the prefixes that matter to this Python, in
+    the order they are searched: <prefix>/lib and <prefix>/lib/<multiarch> of sys.prefix (a virtual
+    environment's) and sys.base_prefix, then /usr/local (CMake's default prefix), then /usr (Debian's
+    GNUInstallDirs put the library in /usr/lib/<multiarch>); duplicates removed."""
+    multiarch = sysconfig.get_config_var("MULTIARCH") or "x86_64-linux-gnu"
+    prefixes = [p for p in (sys.prefix, getattr(sys, "base_prefix", sys.prefix)) if os.path.normpath(p) != "/usr"]
+    prefixes += ["/usr/local", "/usr"]
+    seen, dirs = set(), []
+    for prefix in prefixes:
+        for d in (os.path.join(prefix, "lib"), os.path.join(prefix, "lib", multiarch)):
+            d = os.path.normpath(d)
+            if d not in seen:
+                seen.add(d)
+                dirs.append(d)
+    return dirs
+
+
 def _candidate_paths():
     """The library paths to try, in lookup order: WINATTN_LIBRARY alone when set; else the source tree's
-    build/libwinattn.so, then ctypes.util.find_library("winattn")."""
+    build/libwinattn.so (only when imported from the source tree), then the installed locations
+    (_installed_library_dirs), then ctypes.util.find_library("winattn")."""
     env = os.environ.get("WINATTN_LIBRARY")
     if env:
         # An explicit path is authoritative: never fall back silently to another copy of the library.
         return [env]
     paths = []
-    here = os.path.dirname(os.path.abspath(__file__))
-    paths.append(os.path.normpath(os.path.join(here, "..", "..", "..", "build", "libwinattn.so")))
+    tree = _source_tree_library()
+    if tree is not None:
+        paths.append(tree)
+    for d in _installed_library_dirs():
+        paths.append(os.path.join(d, _LIBRARY_NAME))
     found = ctypes.util.find_library("winattn")
     if found:
         paths.append(found)
@@ -238,6 +342,19 @@ def _declare(lib):
         "winattn_block_forward": (status, [ctypes.c_void_p, cfp, i64, i64p, fp]),
         "winattn_block_set_num_threads": (status, [ctypes.c_void_p, ctypes.c_int]),
         "winattn_block_destroy": (None, [ctypes.c_void_p]),
+        "winattn_model_load": (
+            status, [ctypes.c_char_p, ctypes.POINTER(_ModelOptions), ctypes.POINTER(ctypes.c_void_p)]
+        ),
+        "winattn_model_create": (
+            status, [ctypes.POINTER(_Tensor), i64, ctypes.POINTER(_ModelOptions), ctypes.POINTER(ctypes.c_void_p)]
+        ),
+        "winattn_model_get_info": (status, [ctypes.c_void_p, ctypes.POINTER(_ModelInfo)]),
+        "winattn_model_classify": (status, [ctypes.c_void_p, cfp, i64, i64p, fp]),
+        "winattn_model_feature_shapes": (status, [ctypes.c_void_p, i64p, i64p]),
+        "winattn_model_features": (status, [ctypes.c_void_p, cfp, i64, i64p, ctypes.POINTER(fp)]),
+        "winattn_model_set_num_threads": (status, [ctypes.c_void_p, ctypes.c_int]),
+        "winattn_model_get_num_threads": (status, [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int)]),
+        "winattn_model_destroy": (None, [ctypes.c_void_p]),
     }
     for name, (restype, argtypes) in sigs.items():
         try:
@@ -263,6 +380,15 @@ _OPTIONAL_FUNCTIONS = frozenset(
         "winattn_block_forward",
         "winattn_block_set_num_threads",
         "winattn_block_destroy",
+        "winattn_model_load",
+        "winattn_model_create",
+        "winattn_model_get_info",
+        "winattn_model_classify",
+        "winattn_model_feature_shapes",
+        "winattn_model_features",
+        "winattn_model_set_num_threads",
+        "winattn_model_get_num_threads",
+        "winattn_model_destroy",
     ]
 )
 
@@ -303,7 +429,8 @@ def _lib():
             _lib_handle = lib
             return lib
         raise OSError(
-            "winattn: cannot load libwinattn.so (set WINATTN_LIBRARY to its path); tried: " + "; ".join(errors)
+            "winattn: cannot load libwinattn.so (set WINATTN_LIBRARY to its path, or install it with "
+            "`cmake --install <build dir>`); tried: " + "; ".join(errors)
         )
 
 
@@ -1396,3 +1523,589 @@ class Block(_SharedHandle):
             "post-norm" if getattr(self, "post_norm", False) else "pre-norm",
             ", closed" if self.closed else "",
         )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Whole models: Swin, SwinV2, Video Swin
+# ---------------------------------------------------------------------------------------------------------
+
+# Values of the C enum winattn_model_family, by the names ModelInfo.family uses.
+_FAMILIES = {1: "swin", 2: "swin_v2", 3: "swin_3d"}
+
+# Largest ndim of a winattn_tensor (its shape has 8 entries).
+_MAX_TENSOR_NDIM = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """The architecture of a :class:`Model` (winattn_model_get_info), as the library inferred it from the
+    state_dict's names and shapes.
+
+    Attributes:
+        family: "swin" (Swin v1), "swin_v2" (SwinV2) or "swin_3d" (Video Swin).
+        in_channels: the input's channels (3 for RGB).
+        num_classes: the classifier's outputs; 0 for a backbone without a head (use :meth:`Model.features`).
+        embed_dim: the patch embedding's width (stage 0's channels).
+        depths: blocks per stage, one entry per stage.
+        num_heads: attention heads per stage, one entry per stage.
+        patch: the patch size (depth, height, width); 2D models have depth 1.
+        window: the attention window (depth, height, width); 2D models have depth 1.
+    """
+
+    family: str
+    in_channels: int
+    num_classes: int
+    embed_dim: int
+    depths: tuple
+    num_heads: tuple
+    patch: tuple
+    window: tuple
+
+    @property
+    def num_stages(self):
+        """The number of stages (len(depths))."""
+        return len(self.depths)
+
+    @property
+    def is_3d(self):
+        """Whether the model takes videos ([B][C][T][H][W]): Video Swin."""
+        return self.family == "swin_3d"
+
+    @property
+    def stage_channels(self):
+        """The channels of each stage's output: embed_dim doubled at every patch merging."""
+        return tuple(self.embed_dim << s for s in range(self.num_stages))
+
+
+def _torch_module():
+    """The torch module when the process has imported it, else None (never imports torch: an object can only
+    be a torch.Tensor once torch is imported)."""
+    return sys.modules.get("torch")
+
+
+def _is_torch_tensor(x):
+    """Whether x is a torch.Tensor (without importing torch)."""
+    torch = _torch_module()
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def _fptr(address):
+    """A float* to a raw address (an int), or NULL for None."""
+    return None if address is None else ctypes.cast(ctypes.c_void_p(address), _c_float_p)
+
+
+def _state_dict_entry(name, value):
+    """One state_dict entry as (winattn dtype, shape, address, keep-alive object), or None for an integer or
+    boolean buffer (skipped: winattn_tensor has no integer dtype). Float tensors keep their dtype when the C
+    enum has it (float32, float16, bfloat16); float64 (and numpy's longer floats) are converted to float32.
+    Raises ArgumentTypeError for complex, quantized and non-numeric values."""
+    torch = _torch_module()
+    if torch is not None and isinstance(value, torch.Tensor):
+        if getattr(value, "is_quantized", False):
+            raise ArgumentTypeError("state_dict[%r]: quantized tensors are not accepted (dtype %s); dequantize "
+                                    "them first" % (name, value.dtype))
+        if value.is_complex():
+            raise ArgumentTypeError("state_dict[%r]: complex tensors are not accepted (dtype %s)" % (name, value.dtype))
+        if value.dtype == torch.bool or not value.is_floating_point():
+            return None
+        if value.is_sparse or getattr(value, "is_meta", False) or value.layout != torch.strided:
+            raise ValueError("state_dict[%r]: a %s tensor has no data to read (layout %s%s)"
+                             % (name, value.dtype, value.layout, ", meta" if getattr(value, "is_meta", False) else ""))
+        t = value.detach()
+        if t.device.type != "cpu":
+            t = t.cpu()  # weights are copied by the library anyway
+        if t.dtype == torch.float64:
+            t = t.to(torch.float32)
+        dtypes = {torch.float32: DTYPE_F32, torch.float16: DTYPE_F16, torch.bfloat16: DTYPE_BF16}
+        if t.dtype not in dtypes:
+            raise ArgumentTypeError("state_dict[%r]: dtype %s is not accepted (float32, float16, bfloat16, float64)"
+                                    % (name, t.dtype))
+        if hasattr(t, "resolve_neg"):
+            t = t.resolve_neg()
+        t = t.contiguous()
+        return dtypes[t.dtype], tuple(t.shape), (t.data_ptr() if t.numel() else None), t
+    a = _array(value, "state_dict[%r]" % (name,))
+    kind = a.dtype.kind
+    if kind in "iub":
+        return None
+    if kind == "f":
+        if a.dtype.itemsize == 2:
+            a = _c_array(a, np.float16)
+            code = DTYPE_F16
+        else:
+            a = _c_array(a, np.float32)
+            code = DTYPE_F32
+    elif a.dtype.name == "bfloat16" and a.dtype.itemsize == 2:  # ml_dtypes.bfloat16 (and its relatives)
+        a = a if a.flags.c_contiguous and a.flags.aligned else np.ascontiguousarray(a)
+        code = DTYPE_BF16
+    elif kind == "c":
+        raise ArgumentTypeError("state_dict[%r]: complex arrays are not accepted (dtype %s)" % (name, a.dtype))
+    else:
+        raise ArgumentTypeError("state_dict[%r]: expected a real numeric array, got dtype %s" % (name, a.dtype))
+    return code, tuple(a.shape), (a.ctypes.data if a.size else None), a
+
+
+def _module_tensors(module):
+    """module.state_dict() plus the module's non-persistent buffers (named_buffers() entries the state_dict
+    leaves out), by state_dict name."""
+    tensors = dict(module.state_dict().items())
+    named_buffers = getattr(module, "named_buffers", None)
+    if callable(named_buffers):
+        for name, buf in named_buffers():
+            if buf is not None and name not in tensors:
+                tensors[name] = buf
+    return tensors
+
+
+def _model_options(num_threads, compute_dtype):
+    """A filled _ModelOptions (ValueError/WinattnError for bad values, as Layer checks them)."""
+    threads = 0 if num_threads is None else _thread_count(num_threads, "num_threads")
+    if compute_dtype not in _DTYPES:
+        raise ValueError("compute_dtype: expected one of %s, got %r" % (sorted(_DTYPES), compute_dtype))
+    options = _ModelOptions()
+    options.compute_dtype = _DTYPES[compute_dtype]
+    options.num_threads = threads
+    options.flags = 0
+    return options
+
+
+class Model(_SharedHandle):
+    """A whole Swin network in eval mode (winattn_model): Swin v1, SwinV2 and Video Swin (3D), as torchvision
+    and timm define them, built from a state_dict. Inference only: there is no autograd.
+
+    Make one with :meth:`load` (a .safetensors file, e.g. written by ``python3 -m winattn.export``),
+    :meth:`from_state_dict` (a mapping of names to torch tensors or numpy arrays) or :meth:`from_torchvision`
+    / :meth:`from_module` (a torchvision or timm module in memory); ``Model(source)`` dispatches on the
+    source's type. The architecture (``info``, a :class:`ModelInfo`) is inferred by the library from the
+    names and shapes; the library copies (or, for a file, maps and copies) everything it needs.
+
+    Inputs: [B][C][H][W] for 2D models and [B][C][T][H][W] for Video Swin (``info.is_3d``), normalised as
+    torchvision's transforms leave them, or one unbatched sample ([C][H][W] / [C][T][H][W]), which gives
+    unbatched results. numpy arrays (any real dtype, converted to float32 as ``astype`` does) and torch CPU
+    tensors are accepted, and the results are of the kind given: a torch tensor in gives float32 torch
+    tensors out (fresh tensors allocated by torch, sharing no memory with the library or the input), a numpy
+    array gives float32 numpy arrays. A tensor that requires grad is refused (ValueError: run under
+    ``torch.no_grad()`` or pass ``x.detach()``), as are tensors on other devices.
+
+    Every call may run concurrently from several threads (the C call runs without the GIL). close() (or
+    leaving a ``with`` block, or garbage collection) waits for running calls and frees the C model once;
+    later calls raise ``ValueError("model: the model is closed")``.
+
+    Args (of every constructor):
+        num_threads: the model's thread budget (see the num_threads property); 0 follows set_num_threads.
+        compute_dtype: "float32" (default); "bfloat16" is answered UNSUPPORTED by this library version.
+    """
+
+    _noun = "model"
+    _destroy = "winattn_model_destroy"
+
+    def __init__(self, source, num_threads=0, *, compute_dtype="float32"):
+        """Builds the model from source: a path (str, bytes or os.PathLike) to a .safetensors file, a module
+        with a state_dict() method (torchvision or timm), or a mapping of names to tensors."""
+        super().__init__()
+        if isinstance(source, (str, bytes, os.PathLike)):
+            self._create_from_file(source, num_threads, compute_dtype)
+        elif callable(getattr(source, "state_dict", None)):
+            self._create_from_tensors(_module_tensors(source), num_threads, compute_dtype)
+        elif hasattr(source, "items"):
+            self._create_from_tensors(source, num_threads, compute_dtype)
+        else:
+            raise TypeError(
+                "source: expected a path to a .safetensors file, a state_dict (a mapping of names to tensors) or "
+                "a torch module, got %s" % type(source).__name__
+            )
+
+    @classmethod
+    def _blank(cls):
+        """An instance without a C model yet (the classmethods fill it)."""
+        self = cls.__new__(cls)
+        _SharedHandle.__init__(self)
+        return self
+
+    # ---- construction --------------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path, num_threads=0, *, compute_dtype="float32"):
+        """The model stored in a .safetensors file (winattn_model_load: memory-mapped, every tensor's dtype,
+        shape and byte range checked; F32, F16, BF16 or F64 tensors; relative_position_index buffers checked
+        against the window). WinattnError with the library's message naming the file and the first tensor
+        that does not fit."""
+        if not isinstance(path, (str, bytes, os.PathLike)):
+            raise TypeError("path: expected a str, bytes or os.PathLike, got %s" % type(path).__name__)
+        self = cls._blank()
+        self._create_from_file(path, num_threads, compute_dtype)
+        return self
+
+    @classmethod
+    def from_state_dict(cls, state_dict, num_threads=0, *, compute_dtype="float32"):
+        """The model a state_dict describes (winattn_model_create; the tensors are copied, the caller may
+        change or free them afterwards).
+
+        state_dict maps names (as torchvision or timm write them) to torch tensors (any device) or numpy
+        arrays. float32, float16 and bfloat16 tensors are passed with their dtype; float64 ones are converted
+        to float32 here (as torch's ``.float()``). Integer and boolean buffers (``relative_position_index``,
+        ``num_batches_tracked``, ...) are skipped, because winattn_tensor has no integer dtype: the library
+        derives the index from the window. A ``relative_position_index`` buffer of the model's window
+        (``info.window``) is still compared here with the index that window implies (ValueError when its
+        entries differ, as :meth:`load` refuses such a file); buffers of other sizes (a stage whose window
+        timm shrinks) are not checked. Complex and quantized tensors raise ArgumentTypeError.
+        """
+        if not hasattr(state_dict, "items"):
+            raise TypeError("state_dict: expected a mapping of names to tensors, got %s" % type(state_dict).__name__)
+        self = cls._blank()
+        self._create_from_tensors(state_dict, num_threads, compute_dtype)
+        return self
+
+    @classmethod
+    def from_torchvision(cls, module, num_threads=0, *, compute_dtype="float32"):
+        """The model of a torchvision (swin_t/s/b, swin_v2_*, swin3d_*) or timm (swin_*, swinv2_*) module in
+        memory: from_state_dict of module.state_dict() plus the buffers the module registered as
+        non-persistent (module.named_buffers() entries missing from the state_dict: timm >= 0.9 leaves out
+        relative_coords_table, relative_position_index and attn_mask, and a SwinV2 stage's window is only
+        known from its relative_coords_table). The module's current parameters are copied; the library
+        computes eval mode whatever module.training says."""
+        if not callable(getattr(module, "state_dict", None)):
+            raise TypeError("module: expected a torch.nn.Module (with state_dict()), got %s" % type(module).__name__)
+        return cls.from_state_dict(_module_tensors(module), num_threads, compute_dtype=compute_dtype)
+
+    from_module = from_torchvision
+
+    def _create_from_file(self, path, num_threads, compute_dtype):
+        options = _model_options(num_threads, compute_dtype)
+        lib = _lib()
+        fn = _optional_fn(lib, "winattn_model_load")
+        handle = ctypes.c_void_p()
+        _check(fn(os.fsencode(path), ctypes.byref(options), ctypes.byref(handle)))
+        self._adopt(lib, handle.value)
+
+    def _create_from_tensors(self, state_dict, num_threads, compute_dtype):
+        options = _model_options(num_threads, compute_dtype)
+        entries, keep, skipped = [], [], {}
+        for name, value in state_dict.items():
+            if not isinstance(name, str):
+                raise TypeError("state_dict keys must be str, got %r" % (name,))
+            encoded = name.encode("utf-8")
+            if b"\0" in encoded:
+                raise ValueError("state_dict: the name %r holds a NUL character" % (name,))
+            entry = _state_dict_entry(name, value)
+            if entry is None:
+                skipped[name] = value
+                continue
+            code, shape, address, holder = entry
+            if len(shape) > _MAX_TENSOR_NDIM:
+                raise ValueError("state_dict[%r]: %d dimensions, at most %d are accepted"
+                                 % (name, len(shape), _MAX_TENSOR_NDIM))
+            t = _Tensor()
+            t.name = encoded
+            t.dtype = code
+            t.ndim = len(shape)
+            t.shape[: len(shape)] = shape
+            t.data = address
+            entries.append(t)
+            keep.append((encoded, holder))
+        tensors = (_Tensor * max(len(entries), 1))(*entries)
+        lib = _lib()
+        fn = _optional_fn(lib, "winattn_model_create")
+        handle = ctypes.c_void_p()
+        _check(fn(tensors, len(entries), ctypes.byref(options), ctypes.byref(handle)))
+        del keep  # the library copied everything
+        self._adopt(lib, handle.value)
+        try:
+            self._check_index_buffers(skipped)
+        except BaseException:
+            self.close()
+            raise
+
+    def _adopt(self, lib, handle):
+        """Takes ownership of a new C model and reads its architecture."""
+        self._lib = lib
+        self._handle = handle
+        try:
+            raw = _ModelInfo()
+            _check(_optional_fn(lib, "winattn_model_get_info")(handle, ctypes.byref(raw)))
+            stages = int(raw.num_stages)
+            self._info = ModelInfo(
+                family=_FAMILIES.get(int(raw.family), "unknown(%d)" % int(raw.family)),
+                in_channels=int(raw.in_channels),
+                num_classes=int(raw.num_classes),
+                embed_dim=int(raw.embed_dim),
+                depths=tuple(int(v) for v in raw.depths[:stages]),
+                num_heads=tuple(int(v) for v in raw.num_heads[:stages]),
+                patch=tuple(int(v) for v in raw.patch),
+                window=tuple(int(v) for v in raw.window),
+            )
+        except BaseException:
+            self.close()
+            raise
+
+    def _check_index_buffers(self, skipped):
+        """Checks the relative_position_index buffers that have the N*N entries of the model's window (info.window,
+        stage 0's) against the index that window implies, as winattn_model_load does for a file (the C tensor has
+        no integer dtype, so create never sees them): ValueError naming the first whose entries differ. A stage
+        whose window is shrunk to its feature size (timm) has a smaller index, which is not checked here; windows
+        only shrink, so an index of the full size belongs to the full window."""
+        window = self._info.window if self._info.is_3d else self._info.window[1:]
+        if any(w < 1 for w in window):
+            return
+        expected = None
+        for name, value in skipped.items():
+            if not name.endswith("relative_position_index"):
+                continue
+            if _is_torch_tensor(value):
+                value = value.detach().cpu().numpy()
+            a = np.asarray(value)
+            if expected is None:
+                expected = relative_position_index(window).reshape(-1)
+            if a.size != expected.size or a.dtype.kind not in "iu":
+                continue
+            flat = a.reshape(-1).astype(np.int64)
+            if not np.array_equal(flat, expected):
+                i = int(np.flatnonzero(flat != expected)[0])
+                raise ValueError(
+                    "state_dict[%r]: differs from the relative position index of the model's window %s at entry %d "
+                    "(%d, expected %d)" % (name, tuple(window), i, int(flat[i]), int(expected[i]))
+                )
+
+    # ---- properties ----------------------------------------------------------------------------------
+
+    @property
+    def info(self):
+        """The architecture (a frozen :class:`ModelInfo`)."""
+        return self._info
+
+    @property
+    def num_threads(self):
+        """The model's thread budget: the most threads one call on it uses, whatever set_num_threads says; 0
+        follows set_num_threads. Settable to an int in 0..MAX_THREADS (WinattnError, invalid argument,
+        otherwise), also while calls run; calls that start afterwards use the new budget. Results are
+        bit-identical for every budget."""
+        n = ctypes.c_int(-1)
+        with self._borrow() as handle:
+            _check(_optional_fn(self._lib, "winattn_model_get_num_threads")(handle, ctypes.byref(n)))
+        return int(n.value)
+
+    @num_threads.setter
+    def num_threads(self, n):
+        n = _thread_count(n, "num_threads")
+        with self._borrow() as handle:
+            _check(_optional_fn(self._lib, "winattn_model_set_num_threads")(handle, n))
+
+    # ---- inputs and outputs --------------------------------------------------------------------------
+
+    def _require_open(self):
+        if getattr(self, "_handle", None) is None:
+            raise ValueError("model: the model is closed")
+
+    def _input(self, x, name="input"):
+        """x as (float32 C-contiguous numpy array of [B][C][T][H][W] or [B][C][H][W] (a view when x already is
+        one, torch included), is_torch, unbatched, batch, size (frames, height, width))."""
+        info = self._info
+        is_torch = _is_torch_tensor(x)
+        if is_torch:
+            torch = _torch_module()
+            if x.requires_grad:
+                raise ValueError(
+                    "%s: the tensor requires grad, but winattn is inference-only (no autograd): call the model "
+                    "under torch.no_grad() (or torch.inference_mode()), or pass x.detach()" % name
+                )
+            if x.device.type != "cpu":
+                raise ValueError(
+                    "%s: a tensor on device %r; winattn runs on the CPU: pass x.cpu() (results come back on "
+                    "the CPU)" % (name, str(x.device))
+                )
+            if x.is_sparse or getattr(x, "is_quantized", False) or x.layout != torch.strided:
+                raise ValueError(
+                    "%s: expected a dense float tensor, got layout %s, dtype %s" % (name, x.layout, x.dtype)
+                )
+            if x.is_complex() or x.dtype == torch.bool:
+                raise ArgumentTypeError(
+                    "%s: expected a real numeric tensor (float or integer dtype), got dtype %s" % (name, x.dtype)
+                )
+            t = x if x.dtype == torch.float32 else x.to(torch.float32)
+            if hasattr(t, "resolve_neg"):
+                t = t.resolve_conj().resolve_neg()
+            a = t.contiguous().numpy()
+        else:
+            a = _f32(x, name)
+        rank = 5 if info.is_3d else 4
+        layout = "[B][C][T][H][W]" if info.is_3d else "[B][C][H][W]"
+        if a.ndim == rank - 1:
+            a = a.reshape((1,) + a.shape)
+            unbatched = True
+        elif a.ndim == rank:
+            unbatched = False
+        else:
+            raise ValueError(
+                "%s: expected %s (or one sample, %s) for this %s model, got shape %s"
+                % (name, layout, layout.replace("[B]", ""), "3D" if info.is_3d else "2D", tuple(a.shape))
+            )
+        if a.shape[1] != info.in_channels:
+            raise ValueError(
+                "%s: expected %d channels (axis %d), got %d (shape %s)"
+                % (name, info.in_channels, 0 if unbatched else 1, a.shape[1], tuple(a.shape))
+            )
+        size = tuple(a.shape[2:]) if info.is_3d else (1,) + tuple(a.shape[2:])
+        return a, is_torch, unbatched, a.shape[0], size
+
+    @staticmethod
+    def _new_output(shape, is_torch):
+        """A fresh float32 output of shape (a torch tensor when is_torch) and its data address."""
+        if is_torch:
+            torch = _torch_module()
+            t = torch.empty(shape, dtype=torch.float32)
+            return t, (t.data_ptr() if t.numel() else None)
+        a = np.empty(shape, dtype=np.float32)
+        return a, a.ctypes.data
+
+    @staticmethod
+    def _given_output(out, shape, is_torch, x, name="out"):
+        """Checks a caller's output (same kind as the input, float32, C-contiguous, writable, exact shape, not
+        overlapping the input) and returns its data address."""
+        shape = tuple(shape)
+        if is_torch:
+            torch = _torch_module()
+            if not isinstance(out, torch.Tensor):
+                raise TypeError("%s: the input is a torch tensor, so out must be one too, got %s"
+                                % (name, type(out).__name__))
+            if out.device.type != "cpu" or out.layout != torch.strided:
+                raise ValueError("%s: expected a dense CPU tensor, got device %r, layout %s"
+                                 % (name, str(out.device), out.layout))
+            if out.requires_grad:
+                raise ValueError("%s: the tensor requires grad; winattn is inference-only (no autograd): pass a "
+                                 "tensor made under torch.no_grad() or out.detach()" % name)
+            if out.dtype != torch.float32:
+                raise ArgumentTypeError("%s: expected dtype torch.float32, got %s" % (name, out.dtype))
+            if tuple(out.shape) != shape:
+                raise ValueError("%s: expected shape %s, got %s" % (name, shape, tuple(out.shape)))
+            if not out.is_contiguous():
+                raise ValueError("%s: expected a contiguous tensor" % name)
+            if out.is_neg() if hasattr(out, "is_neg") else False:
+                raise ValueError("%s: a negative-bit view cannot be written in place" % name)
+            view = out.numpy()
+        else:
+            if not isinstance(out, np.ndarray):
+                raise TypeError("%s: the input is a numpy array, so out must be one too, got %s"
+                                % (name, type(out).__name__))
+            if out.dtype != np.dtype(np.float32):
+                raise ArgumentTypeError("%s: expected dtype float32 (native byte order), got %s" % (name, out.dtype))
+            if tuple(out.shape) != shape:
+                raise ValueError("%s: expected shape %s, got %s" % (name, shape, tuple(out.shape)))
+            if not (out.flags.c_contiguous and out.flags.aligned):
+                raise ValueError("%s: expected a C-contiguous, aligned array" % name)
+            if not out.flags.writeable:
+                raise ValueError("%s: the array is read-only" % name)
+            view = out
+        if view.size and np.may_share_memory(view, x):
+            raise ValueError("%s: overlaps the input" % name)
+        return view.ctypes.data if view.size else None
+
+    def _size_array(self, size):
+        return np.array(size, dtype=np.int64)
+
+    def _shapes(self, handle, size):
+        """The C feature shapes for size (frames, height, width): a list of (frames, height, width, channels)."""
+        n = self._info.num_stages
+        shapes = np.zeros((max(n, 1), 4), dtype=np.int64)
+        s = self._size_array(size)
+        _check(_optional_fn(self._lib, "winattn_model_feature_shapes")(handle, _ip(s), _ip(shapes)))
+        return [tuple(int(v) for v in row) for row in shapes[:n]]
+
+    # ---- calls ---------------------------------------------------------------------------------------
+
+    def classify(self, x, out=None):
+        """The logits of x: [B][num_classes] float32 for [B][C][H][W] (2D) or [B][C][T][H][W] (3D) inputs,
+        [num_classes] for one unbatched sample; a torch tensor for a torch input, a numpy array otherwise.
+
+        out: optional preallocated result of the same kind as x (float32, C-contiguous, exactly that shape,
+        not overlapping x); written in place and returned. A backbone (num_classes 0) raises ValueError: use
+        features(). WinattnError for what the library refuses (e.g. an image smaller than the patch)."""
+        self._require_open()
+        info = self._info
+        if info.num_classes == 0:
+            raise ValueError("model: a backbone without a classifier head (num_classes 0): use features()")
+        a, is_torch, unbatched, batch, size = self._input(x)
+        shape = (info.num_classes,) if unbatched else (batch, info.num_classes)
+        if out is None:
+            result, address = self._new_output(shape, is_torch)
+        else:
+            result, address = out, self._given_output(out, shape, is_torch, a)
+        s = self._size_array(size)
+        with self._borrow() as handle:
+            if batch == 0:
+                self._shapes(handle, size)  # the size is still checked
+            else:
+                _check(_optional_fn(self._lib, "winattn_model_classify")(handle, _fp(a), batch, _ip(s), _fptr(address)))
+        return result
+
+    __call__ = classify
+
+    def feature_shapes(self, size):
+        """The shape of each stage's output for one sample of spatial size `size`, as features() returns them
+        (without the batch axis): (H, W, C) for 2D models, given size (H, W); (T, H, W, C) for 3D models,
+        given size (T, H, W). 2D models also take (1, H, W). WinattnError for a size the model does not
+        accept."""
+        self._require_open()
+        info = self._info
+        if info.is_3d:
+            size = _ints(size, "size", (3,))
+        else:
+            size = _ints(size, "size", (2, 3))
+            if len(size) == 3:
+                if size[0] != 1:
+                    raise ValueError("size: a 2D model takes (H, W) or (1, H, W), got %r" % (size,))
+            else:
+                size = (1,) + size
+        with self._borrow() as handle:
+            shapes = self._shapes(handle, size)
+        return [sh if info.is_3d else sh[1:] for sh in shapes]
+
+    def features(self, x, stages=None):
+        """Each stage's output for x (after its blocks, before the next patch merging; the last stage's before
+        the final norm), channels last: a list of [B][H][W][C] arrays for 2D models (the layout of
+        torchvision's model.features outputs, features[2*s + 1] for stage s), [B][T][H][W][C] for 3D models;
+        without the batch axis for an unbatched input. Torch tensors for a torch input, numpy arrays
+        otherwise.
+
+        stages: None for every stage, or an iterable of stage indices; the other entries of the list are
+        None (and the model stops after the last stage requested)."""
+        self._require_open()
+        info = self._info
+        n = info.num_stages
+        if stages is None:
+            wanted = set(range(n))
+        else:
+            wanted = set()
+            for st in (stages if not np.isscalar(stages) else (stages,)):
+                st = _int(st, "stages")
+                if not 0 <= st < n:
+                    raise ValueError("stages: %d is not a stage of this model (0..%d)" % (st, n - 1))
+                wanted.add(st)
+        a, is_torch, unbatched, batch, size = self._input(x)
+        s = self._size_array(size)
+        with self._borrow() as handle:
+            shapes = self._shapes(handle, size)
+            results = []
+            pointers = (_c_float_p * max(n, 1))()
+            for stage, sh in enumerate(shapes):
+                if stage not in wanted:
+                    results.append(None)
+                    continue
+                sample = sh if info.is_3d else sh[1:]
+                shape = sample if unbatched else (batch,) + sample
+                result, address = self._new_output(shape, is_torch)
+                results.append(result)
+                pointers[stage] = _fptr(address)
+            if batch > 0 and wanted:
+                _check(_optional_fn(self._lib, "winattn_model_features")(handle, _fp(a), batch, _ip(s), pointers))
+        return results
+
+    def __repr__(self):
+        """A short description: family, channels, classes, width, depths, heads, patch, window, closed."""
+        info = getattr(self, "_info", None)
+        if info is None:
+            return "winattn.Model(%s)" % ("closed" if self.closed else "?")
+        patch, window = (info.patch, info.window) if info.is_3d else (info.patch[1:], info.window[1:])
+        return "winattn.Model(family=%r, in_channels=%d, num_classes=%d, embed_dim=%d, depths=%s, num_heads=%s, " \
+               "patch=%s, window=%s%s)" % (
+                   info.family, info.in_channels, info.num_classes, info.embed_dim, info.depths, info.num_heads,
+                   patch, window, ", closed" if self.closed else "")
