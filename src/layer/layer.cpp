@@ -9,6 +9,7 @@
 #include <cstring>
 #include <optional>
 
+#include "activation/gelu.h"
 #include "attention/attention.h"
 #include "common/aligned_buffer.h"
 #include "common/error.h"
@@ -200,11 +201,15 @@ void WindowAttentionLayer::run(const float *input, int64_t batch, const int64_t 
   const Linear::Lease qkv_lease(*qkv_, qkv_plan, threads), proj_lease(*proj_, proj_plan, threads);
   std::optional<Linear::Lease> fc1_lease, fc2_lease;
   LayerNormFn layer_norm = nullptr;
+  GeluFn gelu = nullptr;  // a block's GELU when fc1 does not fuse it
   if (stages != nullptr) {
     fc1_lease.emplace(*stages->fc1, fc1_plan, threads);
     fc2_lease.emplace(*stages->fc2, fc2_plan, threads);
     layer_norm = select_f32_layernorm_kernel(active_features()).run;
+    if (stages->fc1->epilogue() != LinearEpilogue::kGeluErf)
+      gelu = select_f32_gelu_kernel(active_features()).run;
   }
+  const int64_t hidden = stages != nullptr ? stages->fc1->out_features() : 0;
   const float *bias = bias_.empty() ? nullptr : bias_.data();
   const float *bias_t = bias_t_.empty() ? nullptr : bias_t_.data();
   const int64_t ld_bias_t = transposed_terms_ld(n);
@@ -313,8 +318,12 @@ void WindowAttentionLayer::run(const float *input, int64_t batch, const int64_t 
     if (pre_norm) {
       // out = y + fc2(GELU(fc1(norm2(y)))): fc1's GELU and fc2's residual add are its post-ops.
       layer_norm(x, nullptr, t, used_rows, c, c, s.norm2_weight, s.norm2_bias, s.norm_eps);
-      if (!fc1_lease->forward(slot, t, wide, dnnl_scratch, &why) ||
-          !fc2_lease->forward(slot, wide, x, dnnl_scratch, &why)) {
+      if (!fc1_lease->forward(slot, t, wide, dnnl_scratch, &why)) {
+        record(why);
+        return;
+      }
+      if (gelu != nullptr) gelu(wide, used_rows * hidden);
+      if (!fc2_lease->forward(slot, wide, x, dnnl_scratch, &why)) {
         record(why);
         return;
       }
@@ -323,8 +332,12 @@ void WindowAttentionLayer::run(const float *input, int64_t batch, const int64_t 
       // y = x + norm1(proj) in one pass; out = y + norm2(fc2(GELU(fc1(y)))), its norm and residual add
       // fused into the scatter.
       layer_norm(wide, x, x, used_rows, c, c, s.norm1_weight, s.norm1_bias, s.norm_eps);
-      if (!fc1_lease->forward(slot, x, wide, dnnl_scratch, &why) ||
-          !fc2_lease->forward(slot, wide, t, dnnl_scratch, &why)) {
+      if (!fc1_lease->forward(slot, x, wide, dnnl_scratch, &why)) {
+        record(why);
+        return;
+      }
+      if (gelu != nullptr) gelu(wide, used_rows * hidden);
+      if (!fc2_lease->forward(slot, wide, t, dnnl_scratch, &why)) {
         record(why);
         return;
       }

@@ -45,7 +45,7 @@ struct TokenStages {
   const float *norm1_weight = nullptr, *norm1_bias = nullptr;  // [C]
   const float *norm2_weight = nullptr, *norm2_bias = nullptr;  // [C]
   float norm_eps = 1e-5f;
-  const Linear *fc1 = nullptr;  // C -> hidden, GELU fused (LinearEpilogue::kGeluErf)
+  const Linear *fc1 = nullptr;  // C -> hidden; GELU fused (kGeluErf) or, with kStore, applied by the pipeline
   const Linear *fc2 = nullptr;  // hidden -> C: kAccumulate (into the residual) for v1, kStore for v2
 };
 
