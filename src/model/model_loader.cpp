@@ -19,6 +19,9 @@
 namespace winattn::detail {
 namespace {
 
+constexpr int64_t kMaxWindowTokens = 4096;
+constexpr int64_t kMaxBiasFloats = int64_t{1} << 28;
+
 std::string shape_string(const std::vector<int64_t> &shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) {
@@ -360,12 +363,29 @@ std::unique_ptr<SwinModel> SwinModel::from_weights(const SafetensorsFile &file) 
     stage_window(s, window);
     if (s == 0) std::copy(window, window + 3, info.window);
     const int64_t n = window[0] * window[1] * window[2];
+    // Bounds a hostile file cannot exceed (the bias of a window is heads * N^2 floats, far more than the
+    // table the file holds): Swin's windows have at most a few hundred tokens (Video Swin 8x7x7 = 392).
+    if (n > kMaxWindowTokens) {
+      r.fail("stage " + std::to_string(s) + "'s window " + std::to_string(window[0]) + "x" +
+             std::to_string(window[1]) + "x" + std::to_string(window[2]) + " has " + std::to_string(n) +
+             " tokens; at most " + std::to_string(kMaxWindowTokens) + " are supported");
+    }
     const int64_t c = channels;
     for (int i = 0; i < info.depths[s]; ++i) {
       const std::string p = naming.block(s, i);
       const std::string why = "block " + std::to_string(i) + " of stage " + std::to_string(s) + ", " +
                               std::to_string(c) + " channels";
       auto w = std::make_unique<BlockWeights>();
+      auto check_heads = [&](int64_t heads_found, const std::string &tensor) {
+        if (heads_found <= 0 || c % heads_found != 0) {
+          r.fail("tensor '" + tensor + "' gives " + std::to_string(heads_found) + " heads for " +
+                 std::to_string(c) + " channels");
+        }
+        if (heads_found > kMaxBiasFloats / (n * n)) {
+          r.fail("tensor '" + tensor + "': " + std::to_string(heads_found) + " heads of " +
+                 std::to_string(n) + "-token windows need more than 2^28 floats of bias");
+        }
+      };
       int64_t heads;
       std::vector<float> logit_scale;  // SwinV2: [heads]
       if (!v2) {
@@ -374,9 +394,7 @@ std::unique_ptr<SwinModel> SwinModel::from_weights(const SafetensorsFile &file) 
         int64_t rows = 1;
         for (int d = 0; d < 3; ++d) rows *= 2 * window[d] - 1;
         const auto values = r.floats(table.name, {rows, heads}, why);
-        if (heads <= 0 || c % heads != 0)
-          r.fail("tensor '" + table.name + "' gives " + std::to_string(heads) + " heads for " +
-                 std::to_string(c) + " channels");
+        check_heads(heads, table.name);
         w->bias.resize(static_cast<size_t>(heads * n * n));
         std::vector<int64_t> index(static_cast<size_t>(n * n));
         relative_position_index(3, window, index.data());
@@ -385,9 +403,7 @@ std::unique_ptr<SwinModel> SwinModel::from_weights(const SafetensorsFile &file) 
       } else {
         const TensorView &scale = r.tensor(p + "attn.logit_scale", why);
         heads = scale.numel;
-        if (heads <= 0 || c % heads != 0)
-          r.fail("tensor '" + scale.name + "' gives " + std::to_string(heads) + " heads for " +
-                 std::to_string(c) + " channels");
+        check_heads(heads, scale.name);
         logit_scale = r.floats(scale.name, scale.shape, why);
         const TensorView &w1 = r.tensor(p + "attn.cpb_mlp.0.weight", why);
         const int64_t hidden = w1.shape.empty() ? 0 : w1.shape[0];
