@@ -84,16 +84,25 @@ class Reader {
  public:
   explicit Reader(const SafetensorsFile &file) : file_(file) {}
 
-  bool has(const std::string &name) const { return file_.find(name) != nullptr; }
-  const TensorView *find(const std::string &name) const { return file_.find(name); }
+  // mmaction2's Video Swin checkpoints put the backbone under "backbone." (the head under "cls_head."):
+  // names are then looked up with the prefix.
+  void set_backbone_prefix(std::string prefix) { prefix_ = std::move(prefix); }
+  std::string resolve(const std::string &name) const {
+    const bool as_is = prefix_.empty() || name.compare(0, 9, "cls_head.") == 0 ||
+                       name.compare(0, prefix_.size(), prefix_) == 0;  // already a file's name
+    return as_is ? name : prefix_ + name;
+  }
+
+  bool has(const std::string &name) const { return file_.find(resolve(name)) != nullptr; }
+  const TensorView *find(const std::string &name) const { return file_.find(resolve(name)); }
 
   [[noreturn]] void fail(const std::string &message) const {
     invalid_argument("%s: %s", file_.source().c_str(), message.c_str());
   }
 
   const TensorView &tensor(const std::string &name, const std::string &why) const {
-    const TensorView *t = file_.find(name);
-    if (t == nullptr) fail("tensor '" + name + "' is missing (" + why + ")");
+    const TensorView *t = file_.find(resolve(name));
+    if (t == nullptr) fail("tensor '" + resolve(name) + "' is missing (" + why + ")");
     return *t;
   }
 
@@ -102,8 +111,8 @@ class Reader {
                             const std::string &why) {
     const TensorView &t = tensor(name, why);
     if (t.shape != shape) {
-      fail("tensor '" + name + "' has shape " + shape_string(t.shape) + ", expected " + shape_string(shape) +
-           " (" + why + ")");
+      fail("tensor '" + t.name + "' has shape " + shape_string(t.shape) + ", expected " +
+           shape_string(shape) + " (" + why + ")");
     }
     return convert(t);
   }
@@ -123,7 +132,7 @@ class Reader {
     used_.insert(t.name);
     return values;
   }
-  void mark_used(const std::string &name) { used_.insert(name); }
+  void mark_used(const std::string &name) { used_.insert(resolve(name)); }
 
   // Every tensor used, or a buffer a state_dict carries beside the weights.
   void check_all_used(const char *scheme) const {
@@ -143,11 +152,11 @@ class Reader {
 
   // A relative_position_index buffer, when present, must be the index of `window`.
   void check_index(const std::string &name, const int64_t *window) const {
-    const TensorView *t = file_.find(name);
+    const TensorView *t = file_.find(resolve(name));
     if (t == nullptr) return;
     const int64_t n = window[0] * window[1] * window[2];
     if (t->numel != n * n || (t->dtype != DType::kI64 && t->dtype != DType::kI32)) {
-      fail("tensor '" + name + "' (" + dtype_name(t->dtype) + " " + shape_string(t->shape) +
+      fail("tensor '" + t->name + "' (" + dtype_name(t->dtype) + " " + shape_string(t->shape) +
            ") is not the int64 index of a " + std::to_string(n) + "-token window");
     }
     std::vector<int64_t> expected(static_cast<size_t>(n * n));
@@ -162,7 +171,7 @@ class Reader {
         value = v32;
       }
       if (value != expected[static_cast<size_t>(i)]) {
-        fail("tensor '" + name + "' differs from the relative position index of the window at entry " +
+        fail("tensor '" + t->name + "' differs from the relative position index of the window at entry " +
              std::to_string(i) + " (" + std::to_string(value) + ", expected " +
              std::to_string(expected[static_cast<size_t>(i)]) + ")");
       }
@@ -172,6 +181,7 @@ class Reader {
  private:
   const SafetensorsFile &file_;
   std::set<std::string> used_;
+  std::string prefix_;
 };
 
 // v1 windows from the table's rows R (and the index's N*N entries when present).
@@ -245,6 +255,7 @@ std::unique_ptr<SwinModel> SwinModel::from_weights(const SafetensorsFile &file) 
   Naming naming;
   const TensorView *conv = nullptr;
   bool three_d = false;
+  if (r.has("backbone.patch_embed.proj.weight")) r.set_backbone_prefix("backbone.");
   if (const TensorView *t = r.find("features.0.0.weight"); t != nullptr && t->shape.size() == 4) {
     naming = torchvision_2d();
     conv = t;

@@ -159,6 +159,13 @@ class ReferenceModels(ModelCase):
         )
         self.compare(module, [(2, 3, 6, 40, 48), (1, 3, 16, 64, 64)], "video swin original", 40)
 
+    def test_video_swin_mmaction_names(self):
+        # mmaction2's checkpoints: the backbone under "backbone.", the head "cls_head.fc_cls".
+        module = self.ref.VideoSwin3D(
+            embed_dim=16, depths=(2, 2), num_heads=(1, 2), window=(4, 4, 4), num_classes=5, naming="mmaction"
+        )
+        self.compare(module, [(1, 3, 8, 48, 40)], "video swin mmaction", 41)
+
     def test_swin3d_t_full_width(self):
         module = self.ref.VideoSwin3D()
         self.compare(module, [(1, 3, 8, 112, 112)], "swin3d_t", 45)
