@@ -342,11 +342,15 @@ WINATTN_API void winattn_block_destroy(winattn_block *block);
        timm, "layers.N.downsample" at the start of stage N; older timm, at the end of stage N);
      - SwinV2: torchvision swin_v2_t/s/b (timm swinv2_* uses separate q_bias/v_bias: recognised as well);
      - Video Swin 3D: torchvision swin3d_t/s/b ("patch_embed.proj.weight" of 5 dimensions, "features.N")
-       and the original Video Swin ("layers.N.blocks.M", head "cls_head.fc_cls").
+       and the original Video Swin ("layers.N.blocks.M", head "cls_head.fc_cls"; also with mmaction2's
+       "backbone." prefix).
    The architecture is inferred from names and shapes: the patch embedding's weight gives the patch size,
-   input channels and embedding width; relative_position_bias_table (or, for SwinV2, the window recorded by
-   relative_coords_table or the torchvision default of 8) gives the window and heads; block counts give
-   the depths; the head gives the classes (no head: a backbone, num_classes 0). The computation follows
+   input channels and embedding width; each stage's relative_position_bias_table gives its window and heads
+   (SwinV2: the window recorded by relative_coords_table or relative_position_index; without either,
+   torchvision's default of 8 for torchvision names, an error otherwise: timm leaves these buffers out of its
+   state_dict, pass them from module.named_buffers()); block counts give the depths; the head gives the
+   classes (no head: a backbone, num_classes 0). Every weight and bias of the architecture must be present
+   (the patch embedding's norm is optional, as in Video Swin). The computation follows
    the implementation the names come from: torchvision's 2D models pad every stage to whole windows and keep
    the window size (the shift is dropped on an axis the window covers); Video Swin shrinks the window to an
    axis not larger than it, with shift 0 on that axis and the bias taken from the first N rows and columns
