@@ -25,6 +25,8 @@ namespace {
 // activations (row_floats per row: 4C for the layer's input, qkv and output) stay in a 1 MiB L2; then
 // evened out over the chunks. Depends on the shapes only, never on the thread count, so results are
 // bit-identical for every thread count.
+constexpr int64_t kMinChunks = 2;
+
 int64_t windows_per_chunk(int64_t tokens, int64_t channels, int64_t row_floats, int64_t total_windows) {
   // ~384 KiB of activations; from C = 512 on, at least C rows: the projection weights (4 C^2 floats, 4 MiB
   // and more) no longer fit any cache and are streamed once per chunk, so a chunk must amortise them. (Not
@@ -37,7 +39,11 @@ int64_t windows_per_chunk(int64_t tokens, int64_t channels, int64_t row_floats, 
     if (value > 0) target_rows = value;
   }
   const int64_t target = std::min(std::max<int64_t>(target_rows / tokens, 1), total_windows);
-  const int64_t chunks = (total_windows + target - 1) / target;
+  int64_t chunks = (total_windows + target - 1) / target;
+  // At least two chunks where there are two windows: the C >= 512 rule would otherwise make one task of a
+  // whole stage-4 batch (Swin-T B = 8: 8 windows), leaving a second thread idle; the price is reading the
+  // weights twice. (A shape-only rule: results stay bit-identical for every thread count.)
+  chunks = std::max(chunks, std::min<int64_t>(total_windows, kMinChunks));
   return (total_windows + chunks - 1) / chunks;
 }
 
