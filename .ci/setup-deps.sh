@@ -10,6 +10,7 @@ packages=(
   libsimde-dev                              # AVX-512 emulation for the kernel tests on CPUs without it
   doctest-dev libbenchmark-dev              # tests, benchmarks
   python3 python3-numpy python3-torch python3-torchvision  # Python binding, torchvision parity, PyTorch comparison
+  python3-matplotlib                        # the chart of bench/compare_models.py
   python3-pip python3-setuptools python3-wheel python3-venv  # offline pip install of bindings/python (test_packaging)
   golang-go                                 # Go binding
   clang libclang-rt-14-dev libomp-dev       # libFuzzer and sanitizers
