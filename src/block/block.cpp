@@ -15,8 +15,9 @@ std::unique_ptr<SwinBlock> SwinBlock::assemble(std::unique_ptr<WindowAttentionLa
   const bool post_norm = parts.post_norm;
   std::unique_ptr<SwinBlock> block(new SwinBlock());
   block->attention_ = std::move(attention);
-  block->fc1_ =
-      std::make_unique<Linear>(parts.fc1_weight, parts.fc1_bias, c, hidden, LinearEpilogue::kGeluErf);
+  // fc1 stores x W^T + b; the pipeline applies GELU to the chunk's hidden rows (activation/gelu.h: oneDNN's
+  // gelu_erf post-op costs as much as the matmul on AVX2).
+  block->fc1_ = std::make_unique<Linear>(parts.fc1_weight, parts.fc1_bias, c, hidden, LinearEpilogue::kStore);
   block->fc2_ = std::make_unique<Linear>(parts.fc2_weight, parts.fc2_bias, hidden, c,
                                          post_norm ? LinearEpilogue::kStore : LinearEpilogue::kAccumulate);
   // As the layer's projections: packed now for a full chunk, so forwards of any batch find them packed.
