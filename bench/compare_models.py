@@ -397,11 +397,13 @@ def build_models(torch, torchvision, winattn, ref, names, frames):
             ref.init_random_(module.eval(), seed=1)
             built[arch] = (module, winattn.Model.from_torchvision(module), label)
         module, model, label = built[arch]
-        cfg = dict(ARCHS[arch], frames=frames if arch == "swin3d_t" else 1, image=224)
+        # swin_v2_t at 256x256, its training and evaluation size (at 224 its 8x8 windows pad every stage).
+        image = 256 if arch == "swin_v2_t" else 224
+        cfg = dict(ARCHS[arch], frames=frames if arch == "swin3d_t" else 1, image=image)
         rng = np.random.default_rng(100 + batch)
-        shape = (batch, 3, frames, 224, 224) if cfg["video"] else (batch, 3, 224, 224)
+        shape = (batch, 3, frames, image, image) if cfg["video"] else (batch, 3, image, image)
         x = rng.uniform(-1.0, 1.0, size=shape).astype(np.float32)
-        shown = f"{arch} B{batch}" + (f" ({frames}x224x224)" if cfg["video"] else "")
+        shown = f"{arch} B{batch}" + (f" ({frames}x{image}x{image})" if cfg["video"] else f" ({image}x{image})")
         cases.append(Case(name, shown, label, module, model, x, batch, model_flops(cfg, batch),
                           "clips" if cfg["video"] else "images"))
     return cases
