@@ -554,13 +554,16 @@ void require_live_model(const winattn_model *model) {
 // The options' fields, checked; NULL means the defaults. Returns the thread budget.
 int validate_model_options(const winattn_model_options *options) {
   if (options == nullptr) return 0;
-  if (options->compute_dtype == WINATTN_DTYPE_BF16) {
+  int dtype = 0;  // read as an int: a C caller may store any value in the enum field
+  static_assert(sizeof dtype == sizeof options->compute_dtype, "winattn_dtype is int-sized");
+  std::memcpy(&dtype, &options->compute_dtype, sizeof dtype);
+  if (dtype == WINATTN_DTYPE_BF16) {
     unsupported(
         "options->compute_dtype = WINATTN_DTYPE_BF16: bf16 compute is not in this version of winattn");
   }
-  if (options->compute_dtype != WINATTN_DTYPE_F32) {
+  if (dtype != WINATTN_DTYPE_F32) {
     invalid_argument("options->compute_dtype = %d is not a compute dtype (WINATTN_DTYPE_F32 or _BF16)",
-                     static_cast<int>(options->compute_dtype));
+                     dtype);
   }
   if (options->num_threads < 0 || options->num_threads > kMaxThreads) {
     invalid_argument("options->num_threads = %d is outside [0, %d]", options->num_threads, kMaxThreads);
@@ -618,7 +621,10 @@ winattn_status winattn_model_create(const winattn_tensor *tensors, int64_t count
       if (t.name == nullptr) invalid_argument("tensors[%lld].name is NULL", static_cast<long long>(i));
       ExternalTensor &e = external[static_cast<size_t>(i)];
       e.name = t.name;
-      switch (t.dtype) {
+      int dtype = 0;  // read as an int: a C caller may store any value in the enum field
+      static_assert(sizeof dtype == sizeof t.dtype, "winattn_dtype is int-sized");
+      std::memcpy(&dtype, &t.dtype, sizeof dtype);
+      switch (dtype) {
         case WINATTN_DTYPE_F32:
           e.dtype = DType::kF32;
           break;
@@ -630,7 +636,7 @@ winattn_status winattn_model_create(const winattn_tensor *tensors, int64_t count
           break;
         default:
           invalid_argument("tensors[%lld] ('%s'): dtype %d is not WINATTN_DTYPE_F32, _BF16 or _F16",
-                           static_cast<long long>(i), t.name, static_cast<int>(t.dtype));
+                           static_cast<long long>(i), t.name, dtype);
       }
       if (t.ndim < 0 || t.ndim > 8) {
         invalid_argument("tensors[%lld] ('%s'): ndim = %d is outside [0, 8]", static_cast<long long>(i),

@@ -155,27 +155,42 @@ class Reader {
     const TensorView *t = file_.find(resolve(name));
     if (t == nullptr) return;
     const int64_t n = window[0] * window[1] * window[2];
-    if (t->numel != n * n || (t->dtype != DType::kI64 && t->dtype != DType::kI32)) {
+    if (!index_fits(*t, n)) {
       fail("tensor '" + t->name + "' (" + dtype_name(t->dtype) + " " + shape_string(t->shape) +
            ") is not the int64 index of a " + std::to_string(n) + "-token window");
     }
-    std::vector<int64_t> expected(static_cast<size_t>(n * n));
-    relative_position_index(3, window, expected.data());
+    int64_t value = 0, expected = 0;
+    const int64_t i = first_index_difference(*t, window, &value, &expected);
+    if (i >= 0) {
+      fail("tensor '" + t->name + "' differs from the relative position index of the window at entry " +
+           std::to_string(i) + " (" + std::to_string(value) + ", expected " + std::to_string(expected) + ")");
+    }
+  }
+
+  // Whether t can be the index of an n-token window: I64 or I32 with n*n entries.
+  static bool index_fits(const TensorView &t, int64_t n) {
+    return t.numel == n * n && (t.dtype == DType::kI64 || t.dtype == DType::kI32);
+  }
+  // The first entry where t (index_fits for the window's tokens) differs from the window's index, or -1.
+  static int64_t first_index_difference(const TensorView &t, const int64_t *window, int64_t *value,
+                                        int64_t *expected) {
+    const int64_t n = window[0] * window[1] * window[2];
+    std::vector<int64_t> want(static_cast<size_t>(n * n));
+    relative_position_index(3, window, want.data());
     for (int64_t i = 0; i < n * n; ++i) {
-      int64_t value;
-      if (t->dtype == DType::kI64) {
-        std::memcpy(&value, t->data + 8 * i, 8);
+      if (t.dtype == DType::kI64) {
+        std::memcpy(value, t.data + 8 * i, 8);
       } else {
         int32_t v32;
-        std::memcpy(&v32, t->data + 4 * i, 4);
-        value = v32;
+        std::memcpy(&v32, t.data + 4 * i, 4);
+        *value = v32;
       }
-      if (value != expected[static_cast<size_t>(i)]) {
-        fail("tensor '" + t->name + "' differs from the relative position index of the window at entry " +
-             std::to_string(i) + " (" + std::to_string(value) + ", expected " +
-             std::to_string(expected[static_cast<size_t>(i)]) + ")");
+      if (*value != want[static_cast<size_t>(i)]) {
+        *expected = want[static_cast<size_t>(i)];
+        return i;
       }
     }
+    return -1;
   }
 
  private:
@@ -188,14 +203,21 @@ class Reader {
 void infer_window(Reader &r, const std::string &table_name, int64_t rows, bool three_d,
                   const std::string &index_name, int64_t *window) {
   int64_t n = 0;
-  if (const TensorView *index = r.find(index_name)) {
+  const TensorView *index = r.find(index_name);
+  if (index != nullptr) {
     const int64_t count = index->numel;
     n = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(count))));
     if (n * n != count)
       r.fail("tensor '" + index_name + "' has " + std::to_string(count) + " entries, not N*N");
   }
   // Windows with square spatial extent first (wh == ww), the largest that fits; then, when the index gives
-  // the token count, any (wh, ww). (8, 7, 7) and (7, 8, 7) have the same table rows and tokens: square wins.
+  // the token count, any (wh, ww). (8, 7, 7) and (7, 8, 7) have the same table rows and tokens: square wins,
+  // unless the index buffer is exactly the index of a later candidate, which is then taken ((2, 3) and
+  // (3, 2) have the same rows and tokens but different indices; (1, k) and (k, 1) have equal indices as
+  // well, so the tensors cannot tell them apart: the first, (k, 1), is taken). When no candidate's index
+  // matches, the first is taken and check_index reports the buffer.
+  const bool compare = index != nullptr && n >= 1 && n <= kMaxWindowTokens && Reader::index_fits(*index, n);
+  bool found = false;
   for (int pass = 0; pass < 2; ++pass) {
     if (pass == 1 && n == 0) break;
     for (int64_t wh = 64; wh >= 1; --wh) {
@@ -208,13 +230,17 @@ void infer_window(Reader &r, const std::string &table_name, int64_t rows, bool t
         const int64_t wd = (depth_rows + 1) / 2;
         if (!three_d && wd != 1) continue;
         if (n != 0 && wd * wh * ww != n) continue;
-        window[0] = wd;
-        window[1] = wh;
-        window[2] = ww;
-        return;
+        const int64_t candidate[3] = {wd, wh, ww};
+        int64_t value = 0, expected = 0;
+        const bool matches =
+            compare && Reader::first_index_difference(*index, candidate, &value, &expected) < 0;
+        if (!found || matches) std::copy(candidate, candidate + 3, window);
+        if (!compare || matches) return;
+        found = true;
       }
     }
   }
+  if (found) return;
   r.fail("tensor '" + table_name + "' has " + std::to_string(rows) +
          " rows, which no window's (2Wd-1)(2Wh-1)(2Ww-1) matches" +
          (n != 0 ? " with the " + std::to_string(n) + " tokens its relative_position_index implies" : ""));
@@ -338,6 +364,10 @@ std::unique_ptr<SwinModel> SwinModel::from_weights(const SafetensorsFile &file) 
     } else if (const TensorView *index = r.find(block0 + "attn.relative_position_index")) {
       const int64_t n =
           static_cast<int64_t>(std::llround(std::sqrt(std::sqrt(static_cast<double>(index->numel)))));
+      // An empty buffer would make a window of 0 tokens (and divide by zero in the bias bound below).
+      if (n < 1)
+        r.fail("tensor '" + index->name + "' has " + std::to_string(index->numel) +
+               " entries, not the N*N of a window of N = W*W tokens");
       window[1] = window[2] = n;
     } else if (naming.embed_conv == "features.0.0") {
       window[1] = window[2] = 8;  // torchvision's swin_v2_* window

@@ -247,10 +247,15 @@ void SwinModel::classify(const float *x, int64_t batch, int64_t tokens, float *l
   const int threads = team_size(budget, batch);
   const auto plan = head_->prepare(batch);
   const size_t dnnl_floats = floats_for_bytes(Linear::scratchpad_bytes(*plan));
-  // pooled [batch][C], then per thread a normed row; then the head's scratch.
+  // pooled [batch][C], then per thread a normed row, then the logits as the head writes them; then the
+  // head's scratch. The head writes into scratch, not into the caller's logits: oneDNN allocates inside the
+  // matmul's execution as well, and when that fails it has already written part of its output (values that
+  // are neither the logits nor what the caller's array held); the logits are copied out once it succeeded.
   const size_t pooled_floats = floats_for_bytes(sizeof(float) * static_cast<size_t>(batch * c));
   const size_t normed_floats = floats_for_bytes(sizeof(float) * static_cast<size_t>(threads * c));
-  ScratchLease scratch(pooled_floats + normed_floats + dnnl_floats);
+  const size_t classes = static_cast<size_t>(info_.num_classes);
+  const size_t staged_floats = floats_for_bytes(sizeof(float) * static_cast<size_t>(batch) * classes);
+  ScratchLease scratch(pooled_floats + normed_floats + staged_floats + dnnl_floats);
   float *pooled = scratch.data();
   const LayerNormFn layer_norm = select_f32_layernorm_kernel(active_features()).run;
   const float *gamma = final_norm_.data(), *beta = final_norm_.data() + c;
@@ -265,13 +270,15 @@ void SwinModel::classify(const float *x, int64_t batch, int64_t tokens, float *l
     }
     for (int64_t i = 0; i < c; ++i) sum[i] *= inv;
   });
-  float *dnnl_scratch = pooled + pooled_floats + normed_floats;
+  float *staged = pooled + pooled_floats + normed_floats;
+  float *dnnl_scratch = staged + staged_floats;
   winattn_status why = WINATTN_STATUS_INTERNAL_ERROR;
-  if (!head_->forward(*plan, pooled, logits, dnnl_scratch, &why)) {
+  if (!head_->forward(*plan, pooled, staged, dnnl_scratch, &why)) {
     Failure failure;
     failure.record(why);
     failure.throw_if_failed("the classifier head");
   }
+  std::memcpy(logits, staged, sizeof(float) * static_cast<size_t>(batch) * classes);
 }
 
 std::shared_ptr<const SwinBlock> SwinModel::block_for(int stage, int index, const int64_t *grid) const {
