@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 #include "fault_alloc.h"
 #include "fuzz_common.h"
@@ -18,7 +19,7 @@ namespace {
 // Executions and time per target, printed at exit (libFuzzer exits through exit()), so a run's log shows
 // where its time went.
 const char *const kTargetNames[fz::kTargets] = {"api",   "threads", "alias",       "lifecycle", "cache",
-                                                "layer", "shapes",  "concurrency", "faults"};
+                                                "layer", "shapes",  "concurrency", "faults",    "model"};
 struct TargetStats {
   uint64_t runs = 0;
   double seconds = 0;
@@ -40,10 +41,23 @@ void print_stats() {
   fprintf(stderr, "\n");
 }
 
+// WINATTN_FUZZ_TARGET=<name or index>: only inputs whose selector byte picks that target run; the others
+// return at once (so a run spends its time on one target and every input it keeps still replays alone).
+int g_only_target = -1;
+
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int *, char ***) {
   atexit(print_stats);
+  if (const char *only = getenv("WINATTN_FUZZ_TARGET")) {
+    const bool number = only[0] != '\0' && strspn(only, "0123456789") == strlen(only);
+    for (int t = 0; t < fz::kTargets; ++t)
+      if (number ? atoi(only) == t : strcmp(only, kTargetNames[t]) == 0) g_only_target = t;
+    if (g_only_target < 0) {
+      fprintf(stderr, "fuzz_capi: WINATTN_FUZZ_TARGET=%s is not a target name or index\n", only);
+      exit(2);
+    }
+  }
   // Idle OpenMP workers sleep at once instead of spinning for 200 ms: calls with many threads on a machine
   // with few cores would otherwise starve the next input. Only timing changes; a caller's setting wins.
   setenv("KMP_BLOCKTIME", "0", 0);
@@ -53,6 +67,7 @@ extern "C" int LLVMFuzzerInitialize(int *, char ***) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   using namespace fz;
   if (size == 0) return 0;
+  if (g_only_target >= 0 && data[0] % fz::kTargets != g_only_target) return 0;
   if (winattn_set_max_isa("native") != WINATTN_STATUS_OK || winattn_set_num_threads(1) != WINATTN_STATUS_OK)
     abort();
   reset_input_state();
@@ -84,8 +99,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     case 7:
       target_concurrency(r);
       break;
-    default:
+    case 8:
       target_faults(r);
+      break;
+    default:
+      target_model(r);
       break;
   }
   fault::disarm();

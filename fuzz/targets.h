@@ -17,7 +17,8 @@ void target_shapes(Reader &r);  // large valid shapes, sizes at the overflow bou
 void target_concurrency(
     Reader &r);                 // forwards on one layer from several threads at once (target_serving.cpp)
 void target_faults(Reader &r);  // allocation failures injected into a call (target_faults.cpp)
+void target_model(Reader &r);   // whole models from mutated state_dicts and files (target_model.cpp)
 
-constexpr int kTargets = 9;
+constexpr int kTargets = 10;
 
 }  // namespace fz
