@@ -1,10 +1,10 @@
 // Allocation-failure test (issue 13): every allocation a call makes is made to fail in turn, and the call
 // must survive it as winattn.h promises.
 //
-// For each case below and every k = 1, 2, ... the k-th allocation request of the process (malloc, calloc,
-// realloc, posix_memalign, aligned_alloc, memalign, operator new; from any thread: winattn, oneDNN,
-// libgomp, libstdc++) made during the call fails, until a run makes fewer than k requests (the case's "k
-// range"). Each run must then:
+// For each case below and every k = 1, 2, ... (a case may sample them: every k up to Case::dense_k, then
+// every stride-th) the k-th allocation request of the process (malloc, calloc, realloc, posix_memalign,
+// aligned_alloc, memalign, operator new; from any thread: winattn, oneDNN, libgomp, libstdc++) made during
+// the call fails, until a run makes fewer than k requests (the case's "k range"). Each run must then:
 //  - not crash and not exit (libgomp exits the process when its own allocations fail; a C++ exception
 //    escaping an OpenMP region aborts it);
 //  - return OK or OUT_OF_MEMORY, never INTERNAL_ERROR or anything else for an allocation failure;
@@ -194,7 +194,15 @@ struct Case {
   // were written, every output float holds its result or its previous value (winattn_layer_forward's
   // documented rule). Checked float by float against the reference.
   bool whole_floats_on_failure = false;
+  // Sampling of k for calls that make many requests: every k up to dense_k, then every stride-th (0: every
+  // k).
+  int64_t dense_k = 0, stride = 1;
 };
+
+// The k after k (a crashed child resumes there as well).
+int64_t next_k(const Case &c, int64_t k) {
+  return c.dense_k > 0 && k >= c.dense_k ? k + c.stride : k + 1;
+}
 
 // ---- The layers
 // ---------------------------------------------------------------------------------------------
@@ -264,6 +272,169 @@ struct ForwardData {
 std::vector<unsigned char> bytes_of(const void *p, size_t n) {
   const auto *b = static_cast<const unsigned char *>(p);
   return std::vector<unsigned char>(b, b + n);
+}
+
+// ---- Whole models
+// ---------------------------------------------------------------------------------------------
+//
+// A tiny torchvision Swin (v1: features.N names, window 4 from the bias table) and SwinV2 (logit_scale and
+// the continuous position bias MLP, no buffers: torchvision's window of 8): embedding 8, patch 2, two
+// stages of depths (2, 1) with 2 and 4 heads (block 1 of stage 0 shifted), patch merging, 5 classes.
+//
+// Outputs on failure (winattn.h: "the logits are untouched unless oneDNN failed mid-call (as the layer)").
+// winattn_model_create: *model untouched. winattn_model_classify: the logits are written last, copied out
+// of scratch once the head's matmul has succeeded (oneDNN allocates inside the matmul's execution, and a
+// failure there used to leave the logits with partial sums, neither result nor old value: the last k of
+// the call found it), so a failed classify leaves them untouched: asserted byte for byte.
+// winattn_model_features: the last block of a stage writes its output straight into features[s], chunk by
+// chunk, and later stages then run and may fail, so a failed call may leave earlier stages' arrays complete
+// and the failing stage's array partly written: every float of every array is its result or untouched (the
+// layer's rule, applied to all of the model's outputs). Both: OUT_OF_MEMORY and a non-empty message.
+// Sampling: a create makes about 950 (v1) and 1060 (v2) requests, a classify or features call about 560;
+// every k is run (dense_k = 1500 would switch the creates to every 7th k beyond it if they grew): about 7 s
+// for the six cases in a Release build.
+struct TinySwin {
+  struct Tensor {
+    std::string name;
+    std::vector<int64_t> shape;
+    std::vector<float> data;
+  };
+  std::vector<Tensor> tensors;
+  std::vector<winattn_tensor> records;  // point into tensors
+  static constexpr int64_t kEmbed = 8, kClasses = 5, kPatch = 2, kCpbHidden = 16;
+
+  void add(const std::string &name, std::vector<int64_t> shape, float center, float scale) {
+    size_t n = 1;
+    for (int64_t d : shape) n *= static_cast<size_t>(d);
+    std::vector<float> data = random_floats(n, 1000 + tensors.size(), scale);
+    for (float &x : data) x += center;
+    tensors.push_back({name, std::move(shape), std::move(data)});
+  }
+  void norm(const std::string &prefix, int64_t c) {
+    add(prefix + "weight", {c}, 1.0f, 0.2f);
+    add(prefix + "bias", {c}, 0.0f, 0.2f);
+  }
+
+  explicit TinySwin(bool v2) {
+    const int64_t e = kEmbed, window = 4;
+    const int64_t channels[2] = {e, 2 * e}, heads[2] = {2, 4}, depths[2] = {2, 1};
+    add("features.0.0.weight", {e, 3, kPatch, kPatch}, 0.0f, 0.3f);
+    add("features.0.0.bias", {e}, 0.0f, 0.1f);
+    norm("features.0.2.", e);
+    for (int s = 0; s < 2; ++s) {
+      const int64_t c = channels[s], h = heads[s];
+      for (int i = 0; i < depths[s]; ++i) {
+        const std::string p = "features." + std::to_string(2 * s + 1) + "." + std::to_string(i) + ".";
+        norm(p + "norm1.", c);
+        if (v2) {
+          add(p + "attn.logit_scale", {h, 1, 1}, 2.3f, 0.3f);
+          add(p + "attn.cpb_mlp.0.weight", {kCpbHidden, 2}, 0.0f, 1.0f);
+          add(p + "attn.cpb_mlp.0.bias", {kCpbHidden}, 0.0f, 0.5f);
+          add(p + "attn.cpb_mlp.2.weight", {h, kCpbHidden}, 0.0f, 0.5f);
+        } else {
+          add(p + "attn.relative_position_bias_table", {(2 * window - 1) * (2 * window - 1), h}, 0.0f, 1.0f);
+        }
+        add(p + "attn.qkv.weight", {3 * c, c}, 0.0f, 0.4f);
+        add(p + "attn.qkv.bias", {3 * c}, 0.0f, 0.1f);
+        add(p + "attn.proj.weight", {c, c}, 0.0f, 0.4f);
+        add(p + "attn.proj.bias", {c}, 0.0f, 0.1f);
+        norm(p + "norm2.", c);
+        add(p + "mlp.0.weight", {4 * c, c}, 0.0f, 0.4f);
+        add(p + "mlp.0.bias", {4 * c}, 0.0f, 0.1f);
+        add(p + "mlp.3.weight", {c, 4 * c}, 0.0f, 0.2f);
+        add(p + "mlp.3.bias", {c}, 0.0f, 0.1f);
+      }
+    }
+    add("features.2.reduction.weight", {2 * e, 4 * e}, 0.0f, 0.3f);
+    norm("features.2.norm.", v2 ? 2 * e : 4 * e);
+    norm("norm.", 2 * e);
+    add("head.weight", {kClasses, 2 * e}, 0.0f, 0.3f);
+    add("head.bias", {kClasses}, 0.0f, 0.1f);
+    for (const Tensor &t : tensors) {
+      winattn_tensor r;
+      std::memset(&r, 0, sizeof r);
+      r.name = t.name.c_str();
+      r.dtype = WINATTN_DTYPE_F32;
+      r.ndim = static_cast<int32_t>(t.shape.size());
+      for (size_t d = 0; d < t.shape.size(); ++d) r.shape[d] = t.shape[d];
+      r.data = t.data.data();
+      records.push_back(r);
+    }
+  }
+  winattn_status create(winattn_model **model) const {
+    return winattn_model_create(records.data(), static_cast<int64_t>(records.size()), nullptr, model);
+  }
+};
+
+// Batch 2 of 3 x 24 x 24: a 12 x 12 grid (v1: 9 windows of 4 x 4, 288 tokens in 3 chunks of the embedding),
+// then 6 x 6 (padded to 8 x 8).
+constexpr int64_t kModelBatch = 2;
+const int64_t kModelSize[3] = {1, 24, 24};
+
+void add_model_cases(std::vector<Case> &cases) {
+  static const TinySwin v1(false), v2(true);
+  static const std::vector<float> input =
+      random_floats(static_cast<size_t>(kModelBatch * 3 * kModelSize[1] * kModelSize[2]), 77, 1.0f);
+  const size_t logits_bytes = static_cast<size_t>(kModelBatch * TinySwin::kClasses) * sizeof(float);
+
+  // ---- winattn_model_create: the handle is the output; a created model must classify as the reference.
+  for (const TinySwin *m : {&v1, &v2}) {
+    Case c;
+    c.name = m == &v1 ? "model_create_swin_v1" : "model_create_swin_v2";
+    c.threads = 2;
+    c.out_bytes = sizeof(winattn_model *);
+    // A create's requests: names, the float32 copies of each tensor, each block's layer, packed weights and
+    // oneDNN objects, most of them the same few kinds repeated per block.
+    c.dense_k = 1500;  // see "Sampling" above
+    c.stride = 7;
+    c.call = [m](void *out) { return m->create(static_cast<winattn_model **>(out)); };
+    c.check = [logits_bytes](void *out) {
+      winattn_model *created = nullptr;
+      std::memcpy(&created, out, sizeof created);
+      std::vector<unsigned char> result(logits_bytes);
+      const winattn_status s = winattn_model_classify(created, input.data(), kModelBatch, kModelSize,
+                                                      reinterpret_cast<float *>(result.data()));
+      winattn_model_destroy(created);
+      if (s != WINATTN_STATUS_OK) result.assign(1, 0);  // cannot equal the reference
+      return result;
+    };
+    cases.push_back(std::move(c));
+  }
+
+  // ---- winattn_model_classify and winattn_model_features on the v1 model, 1 and 2 threads. The model is
+  // made by the first (unarmed) warm-up run of the child.
+  for (bool features : {false, true}) {
+    for (int threads : {1, 2}) {
+      Case c;
+      c.name =
+          std::string(features ? "model_features_v1" : "model_classify_v1") + "_t" + std::to_string(threads);
+      c.threads = threads;
+      c.chunk_rows = "48";  // the blocks' chunks as the layer cases': 2 threads both work
+      auto handle = std::make_shared<winattn_model *>(nullptr);
+      c.whole_floats_on_failure = features;  // see "Outputs on failure" above
+      if (!features) {
+        c.out_bytes = logits_bytes;
+        c.call = [handle](void *out) {
+          if (*handle == nullptr && v1.create(handle.get()) != WINATTN_STATUS_OK)
+            return WINATTN_STATUS_INTERNAL_ERROR;
+          return winattn_model_classify(*handle, input.data(), kModelBatch, kModelSize,
+                                        static_cast<float *>(out));
+        };
+      } else {
+        // Both stages' arrays, one after the other in the output: (12 x 12 x 8) then (6 x 6 x 16) per image.
+        const size_t stage0 = static_cast<size_t>(kModelBatch * 12 * 12 * TinySwin::kEmbed);
+        const size_t stage1 = static_cast<size_t>(kModelBatch * 6 * 6 * 2 * TinySwin::kEmbed);
+        c.out_bytes = (stage0 + stage1) * sizeof(float);
+        c.call = [handle, stage0](void *out) {
+          if (*handle == nullptr && v1.create(handle.get()) != WINATTN_STATUS_OK)
+            return WINATTN_STATUS_INTERNAL_ERROR;
+          float *const arrays[2] = {static_cast<float *>(out), static_cast<float *>(out) + stage0};
+          return winattn_model_features(*handle, input.data(), kModelBatch, kModelSize, arrays);
+        };
+      }
+      cases.push_back(std::move(c));
+    }
+  }
 }
 
 std::vector<Case> make_cases() {
@@ -469,6 +640,8 @@ std::vector<Case> make_cases() {
     cases.push_back(std::move(c));
   }
 
+  add_model_cases(cases);
+
   // ---- Requests no machine can satisfy (cpb_hidden = 2^58: 2^61 bytes of activations): OUT_OF_MEMORY
   // without any injection, outputs untouched.
   {
@@ -574,7 +747,7 @@ int run_case(const Case &c, int64_t first_k) {
     reference = std::move(r);
   }
   const bool verbose = std::getenv("WINATTN_FAULT_VERBOSE") != nullptr;
-  for (int64_t k = first_k; k <= kMaxK; ++k) {
+  for (int64_t k = first_k; k <= kMaxK; k = next_k(c, k)) {
     std::memset(out.data(), kSentinel, out.size());
     g_shared->k = k;
     fault::arm(k);
@@ -692,7 +865,7 @@ int main() {
         ++crashes;
         break;
       }
-      first_k = k + 1;
+      first_k = next_k(c, k);
     }
     const bool ok = violations == 0 && crashes == 0;
     if (!ok) ++failed_cases;
