@@ -413,7 +413,8 @@ WINATTN_API winattn_status winattn_model_get_info(const winattn_model *model, wi
    height and width at the end to patch multiples, as its patch embedding does. Thread-safe on one model.
    Errors: not a live model, NULL pointers, batch or size entries <= 0, frames != 1 for a 2D model, a size
    smaller than the patch, overflowing sizes, a backbone (num_classes 0: use winattn_model_features);
-   OUT_OF_MEMORY. On failure the logits are untouched unless oneDNN failed mid-call (as the layer). */
+   OUT_OF_MEMORY. On failure the logits are untouched (the head writes into the model's scratch and the
+   logits are copied out once it succeeded). */
 WINATTN_API winattn_status winattn_model_classify(const winattn_model *model, const float *input, int64_t batch,
                                                   const int64_t *size, float *logits);
 
@@ -429,7 +430,8 @@ WINATTN_API winattn_status winattn_model_feature_shapes(const winattn_model *mod
    last stage's output before the final norm) to features[stage], a [batch][frames][height][width][channels]
    array as winattn_model_feature_shapes gives it. features is [num_stages] pointers; a NULL pointer skips
    that stage's copy (the stages still run up to the last one requested). The arrays must not overlap
-   input or each other. Errors and what the outputs hold on failure: as winattn_model_classify. */
+   input or each other. Errors: as winattn_model_classify. On failure every feature float holds its result
+   or the value it had before the call (a stage's output may be complete when a later stage fails). */
 WINATTN_API winattn_status winattn_model_features(const winattn_model *model, const float *input, int64_t batch,
                                                   const int64_t *size, float *const *features);
 
