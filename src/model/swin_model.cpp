@@ -142,24 +142,48 @@ void SwinModel::feature_shapes(const int64_t *size, int64_t *shapes) const {
   }
 }
 
+namespace {
+
+// Runs `linear` over `total` token rows in chunks of kChunkRows, on up to `budget` threads: per chunk,
+// gather(first, count, rows) fills the chunk's input rows ([count][in_features], in the thread's scratch),
+// the matmul writes them to out + first * out_features, and finish(dst, count) post-processes those rows
+// while they are in cache. A matmul failure is thrown (naming `what`) once the loop has ended.
+template <class Gather, class Finish>
+void run_row_chunks(const Linear &linear, int64_t total, int budget, float *out, const char *what,
+                    Gather &&gather, Finish &&finish) {
+  const int64_t in = linear.in_features(), out_features = linear.out_features();
+  const int64_t chunks = (total + kChunkRows - 1) / kChunkRows;
+  const int threads = team_size(budget, chunks);
+  const ChunkedLinear chunked(linear, total, threads);
+  const size_t row_floats = floats_for_bytes(sizeof(float) * static_cast<size_t>(kChunkRows * in));
+  const size_t per_thread = row_floats + floats_for_bytes(chunked.scratch_bytes());
+  ScratchLease scratch(per_thread * static_cast<size_t>(threads));
+  Failure failure;
+  run_tasks(chunks, threads, [&](int64_t chunk, int slot) {
+    float *rows = scratch.data() + per_thread * static_cast<size_t>(slot);
+    const int64_t first = chunk * kChunkRows, count = std::min(kChunkRows, total - first);
+    gather(first, count, rows);
+    float *dst = out + first * out_features;
+    winattn_status why = WINATTN_STATUS_INTERNAL_ERROR;
+    if (!chunked.forward(slot, count, rows, dst, rows + row_floats, &why)) {
+      failure.record(why);
+      return;
+    }
+    finish(dst, count);
+  });
+  failure.throw_if_failed(what);
+}
+
+}  // namespace
+
 void SwinModel::embed(const float *input, int64_t batch, const int64_t *size, const int64_t *grid, float *out,
                       int budget) const {
   const int64_t e = info_.embed_dim, k = patch_floats_, cin = info_.in_channels;
   const int64_t pt = info_.patch[0], ph = info_.patch[1], pw = info_.patch[2];
   const int64_t per_item = grid[0] * grid[1] * grid[2];
-  const int64_t total = batch * per_item;
-  const int64_t chunks = (total + kChunkRows - 1) / kChunkRows;
-  const int threads = team_size(budget, chunks);
-  const ChunkedLinear linear(*embed_, total, threads);
-  const size_t per_thread = static_cast<size_t>(kChunkRows * k) + floats_for_bytes(linear.scratch_bytes());
-  ScratchLease scratch(per_thread * static_cast<size_t>(threads));
   const LayerNormFn layer_norm = select_f32_layernorm_kernel(active_features()).run;
   const bool norm = !embed_norm_.empty();
-  Failure failure;
-  run_tasks(chunks, threads, [&](int64_t chunk, int slot) {
-    float *rows = scratch.data() + per_thread * static_cast<size_t>(slot);
-    void *dnnl_scratch = rows + kChunkRows * k;
-    const int64_t first = chunk * kChunkRows, count = std::min(kChunkRows, total - first);
+  auto gather = [&](int64_t first, int64_t count, float *rows) {
     for (int64_t r = 0; r < count; ++r) {
       int64_t token = first + r;
       const int64_t b = token / per_item;
@@ -185,34 +209,20 @@ void SwinModel::embed(const float *input, int64_t batch, const int64_t *size, co
         }
       }
     }
-    float *dst = out + first * e;
-    winattn_status why = WINATTN_STATUS_INTERNAL_ERROR;
-    if (!linear.forward(slot, count, rows, dst, dnnl_scratch, &why)) {
-      failure.record(why);
-      return;
-    }
+  };
+  auto finish = [&](float *dst, int64_t count) {
     if (norm) layer_norm(dst, nullptr, dst, count, e, e, embed_norm_.data(), embed_norm_.data() + e, 1e-5f);
-  });
-  failure.throw_if_failed("the patch embedding");
+  };
+  run_row_chunks(*embed_, batch * per_item, budget, out, "the patch embedding", gather, finish);
 }
 
 void SwinModel::merge(const Merging &m, const float *in, int64_t batch, const int64_t *grid, float *out,
                       int budget) const {
   const int64_t c = m.channels, c4 = 4 * c, c2 = m.reduction->out_features();
   const int64_t out_h = (grid[1] + 1) / 2, out_w = (grid[2] + 1) / 2;
-  const int64_t total = batch * grid[0] * out_h * out_w;
-  const int64_t chunks = (total + kChunkRows - 1) / kChunkRows;
-  const int threads = team_size(budget, chunks);
-  const ChunkedLinear linear(*m.reduction, total, threads);
-  const size_t per_thread = static_cast<size_t>(kChunkRows * c4) + floats_for_bytes(linear.scratch_bytes());
-  ScratchLease scratch(per_thread * static_cast<size_t>(threads));
   const LayerNormFn layer_norm = select_f32_layernorm_kernel(active_features()).run;
   const float *gamma = m.norm.data(), *beta = m.norm.data() + m.norm.size() / 2;
-  Failure failure;
-  run_tasks(chunks, threads, [&](int64_t chunk, int slot) {
-    float *rows = scratch.data() + per_thread * static_cast<size_t>(slot);
-    void *dnnl_scratch = rows + kChunkRows * c4;
-    const int64_t first = chunk * kChunkRows, count = std::min(kChunkRows, total - first);
+  auto gather = [&](int64_t first, int64_t count, float *rows) {
     for (int64_t r = 0; r < count; ++r) {
       const int64_t token = first + r;
       const int64_t plane = token / (out_h * out_w);  // (b, t)
@@ -231,15 +241,12 @@ void SwinModel::merge(const Merging &m, const float *in, int64_t batch, const in
       }
       if (!m.norm_after) layer_norm(row, nullptr, row, 1, c4, c4, gamma, beta, 1e-5f);
     }
-    float *dst = out + first * c2;
-    winattn_status why = WINATTN_STATUS_INTERNAL_ERROR;
-    if (!linear.forward(slot, count, rows, dst, dnnl_scratch, &why)) {
-      failure.record(why);
-      return;
-    }
+  };
+  auto finish = [&](float *dst, int64_t count) {
     if (m.norm_after) layer_norm(dst, nullptr, dst, count, c2, c2, gamma, beta, 1e-5f);
-  });
-  failure.throw_if_failed("a patch merging");
+  };
+  run_row_chunks(*m.reduction, batch * grid[0] * out_h * out_w, budget, out, "a patch merging", gather,
+                 finish);
 }
 
 void SwinModel::classify(const float *x, int64_t batch, int64_t tokens, float *logits, int budget) const {

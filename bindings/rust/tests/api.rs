@@ -5,20 +5,8 @@ use winattn::{AttentionShape, Dtype, Layer, LayerDesc, Status, WindowAttentionAr
 /// Serialises the tests that change process-wide settings (ISA cap, thread count).
 static GLOBAL_SETTINGS: Mutex<()> = Mutex::new(());
 
-/// Tiny deterministic generator (64-bit LCG), values in [-scale, scale).
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> f32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-    fn vec(&mut self, len: usize, scale: f32) -> Vec<f32> {
-        (0..len).map(|_| self.next() * scale).collect()
-    }
-}
+mod common;
+use common::Lcg;
 
 fn assert_close(name: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64) {
     assert_eq!(got.len(), want.len(), "{name}: length");

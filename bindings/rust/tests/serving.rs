@@ -2,21 +2,8 @@
 //! release of a thread's scratch memory, and MAX_THREADS.
 use winattn::{Layer, LayerDesc, Status};
 
-/// Tiny deterministic generator (64-bit LCG), values in [-scale, scale).
-struct Lcg(u64);
-impl Lcg {
-    fn vec(&mut self, len: usize, scale: f32) -> Vec<f32> {
-        (0..len)
-            .map(|_| {
-                self.0 = self
-                    .0
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                (((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0) * scale
-            })
-            .collect()
-    }
-}
+mod common;
+use common::Lcg;
 
 const C: usize = 32;
 const HEADS: usize = 4;
