@@ -218,7 +218,8 @@ class RefusedFiles(ModelCase):
 
     def test_truncated(self):
         path = self.write(_tiny_swin().state_dict(), "truncated")
-        data = open(path, "rb").read()
+        with open(path, "rb") as f:
+            data = f.read()
         for cut in (4, 8 + 10, len(data) - 7):
             with open(path, "wb") as f:
                 f.write(data[:cut])
@@ -226,7 +227,8 @@ class RefusedFiles(ModelCase):
 
     def test_corrupted_header(self):
         path = self.write(_tiny_swin().state_dict(), "corrupt")
-        data = bytearray(open(path, "rb").read())
+        with open(path, "rb") as f:
+            data = bytearray(f.read())
         (n,) = struct.unpack("<Q", bytes(data[:8]))
         data[8 + n // 2] = ord("}")
         with open(path, "wb") as f:
