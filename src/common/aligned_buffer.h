@@ -18,6 +18,16 @@ class AlignedBuffer {
     other.data_ = nullptr;
     other.size_ = 0;
   }
+  AlignedBuffer &operator=(AlignedBuffer &&other) noexcept {
+    if (this != &other) {
+      std::free(data_);
+      data_ = other.data_;
+      size_ = other.size_;
+      other.data_ = nullptr;
+      other.size_ = 0;
+    }
+    return *this;
+  }
   ~AlignedBuffer() { std::free(data_); }
 
   // Discards the contents.

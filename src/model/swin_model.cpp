@@ -288,6 +288,32 @@ void SwinModel::classify(const float *x, int64_t batch, int64_t tokens, float *l
   std::memcpy(logits, staged, sizeof(float) * static_cast<size_t>(batch) * classes);
 }
 
+AlignedBuffer SwinModel::take_buffer(size_t floats) const {
+  {
+    std::lock_guard<std::mutex> lock(buffers_mutex_);
+    for (auto it = buffers_.begin(); it != buffers_.end(); ++it) {
+      if (it->size() >= floats) {
+        AlignedBuffer buffer = std::move(*it);
+        buffers_.erase(it);
+        return buffer;
+      }
+    }
+  }
+  return AlignedBuffer(floats);  // may throw OUT_OF_MEMORY, before anything is written
+}
+
+void SwinModel::keep_buffer(AlignedBuffer buffer) const {
+  if (buffer.size() == 0) return;
+  std::lock_guard<std::mutex> lock(buffers_mutex_);
+  size_t kept = buffer.size() * sizeof(float);
+  for (const AlignedBuffer &b : buffers_) kept += b.size() * sizeof(float);
+  if (kept > kKeptActivationBytes) return;  // freed here
+  try {
+    buffers_.push_back(std::move(buffer));
+  } catch (...) {  // no room to remember it: free it
+  }
+}
+
 std::shared_ptr<const SwinBlock> SwinModel::block_for(int stage, int index, const int64_t *grid) const {
   const Stage &st = stages_[static_cast<size_t>(stage)];
   const int64_t *window = st.window;
@@ -335,7 +361,16 @@ void SwinModel::run(const float *input, int64_t batch, const int64_t *size, floa
         static_cast<size_t>(checked_elements(
             checked_mul(tokens, stages_[static_cast<size_t>(s)].channels, "activations"), "activations")));
   }
-  AlignedBuffer a(largest), b(largest);
+  // Two activation buffers in turn, given back to the model when the call ends (or fails).
+  struct Buffers {
+    const SwinModel &model;
+    AlignedBuffer a, b;
+    ~Buffers() {
+      model.keep_buffer(std::move(a));
+      model.keep_buffer(std::move(b));
+    }
+  } buffers{*this, take_buffer(largest), take_buffer(largest)};
+  AlignedBuffer &a = buffers.a, &b = buffers.b;
   // WINATTN_MODEL_PROFILE=1: each part's wall time on stderr (a development aid).
   static const bool profile = [] {
     const char *env = std::getenv("WINATTN_MODEL_PROFILE");

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "block/block.h"
+#include "common/aligned_buffer.h"
 #include "model/safetensors.h"
 #include "projection/linear.h"
 #include "winattn/winattn.h"
@@ -118,6 +119,14 @@ class SwinModel {
 
   mutable std::mutex variants_mutex_;
   mutable std::map<std::vector<int64_t>, std::shared_ptr<const SwinBlock>> variants_;
+
+  // Activation buffers of finished calls, reused by the next ones (a fresh buffer is page-faulted in on every
+  // call: ~1% of a call); at most kKeptActivationBytes are kept.
+  static constexpr size_t kKeptActivationBytes = size_t{64} << 20;
+  AlignedBuffer take_buffer(size_t floats) const;
+  void keep_buffer(AlignedBuffer buffer) const;
+  mutable std::mutex buffers_mutex_;
+  mutable std::vector<AlignedBuffer> buffers_;
 };
 
 }  // namespace winattn::detail
