@@ -7,7 +7,7 @@ use std::ffi::CStr;
 use winattn::{Model, ModelFamily, ModelOptions, Status, Tensor, TensorData};
 
 mod common;
-use common::Lcg;
+use common::{assert_error, Lcg};
 
 const E: usize = 16; // embedding width
 const PATCH: usize = 4;
@@ -133,16 +133,6 @@ fn get<'e>(entries: &'e [Entry], name: &str) -> &'e [f32] {
         .find(|e| e.name == name)
         .unwrap_or_else(|| panic!("no {name}"))
         .data
-}
-
-fn assert_error<T: std::fmt::Debug>(r: winattn::Result<T>, status: Status, mentions: &str) {
-    let e = r.expect_err("expected an error");
-    assert_eq!(e.status, status, "{e}");
-    assert!(
-        e.message.contains(mentions),
-        "message {:?} does not mention {mentions:?}",
-        e.message
-    );
 }
 
 fn assert_close(name: &str, got: &[f32], want: &[f64], tol: f64) {

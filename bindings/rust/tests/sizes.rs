@@ -4,15 +4,8 @@
 //! fix, the allocation failures aborted the whole process.
 use winattn::{AttentionShape, Layer, LayerDesc, Status, WindowAttentionArgs};
 
-fn assert_status<T: std::fmt::Debug>(r: winattn::Result<T>, status: Status, mentions: &str) {
-    let e = r.expect_err("expected an error");
-    assert_eq!(e.status, status, "{e}");
-    assert!(
-        e.message.contains(mentions),
-        "message {:?} does not mention {mentions:?}",
-        e.message
-    );
-}
+mod common;
+use common::assert_error as assert_status;
 
 fn small_layer() -> Layer {
     let w = [0.01f32; 3 * 16];

@@ -16,3 +16,19 @@ impl Lcg {
         (0..len).map(|_| self.next() * scale).collect()
     }
 }
+
+/// Fails unless `r` is an error with `status` whose message mentions `mentions`.
+#[allow(dead_code)] // not every test uses it
+pub fn assert_error<T: std::fmt::Debug>(
+    r: winattn::Result<T>,
+    status: winattn::Status,
+    mentions: &str,
+) {
+    let e = r.expect_err("expected an error");
+    assert_eq!(e.status, status, "{e}");
+    assert!(
+        e.message.contains(mentions),
+        "message {:?} does not mention {mentions:?}",
+        e.message
+    );
+}
