@@ -4,6 +4,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 #include <oneapi/dnnl/dnnl_debug.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -13,7 +14,10 @@
 #include <string>
 #include <tuple>
 
+#include "activation/gelu.h"
 #include "common/error.h"
+#include "cpu/dispatch.h"
+#include "gemm/gemm.h"
 
 namespace winattn::detail {
 
@@ -181,6 +185,32 @@ struct PackedWeights {
   memory mem;
 };
 
+// The weights packed for winattn's own GEMM (gemm/gemm.h), with the bias padded to whole panels.
+struct NativeWeights {
+  explicit NativeWeights(const GemmLayout &l)
+      : layout(l),
+        packed(sizeof(float) * static_cast<size_t>(l.packed_floats())),
+        bias(sizeof(float) * static_cast<size_t>(l.bias_floats())) {}
+  GemmLayout layout;
+  AlignedBlock packed, bias;
+  bool has_bias = false;
+};
+
+// The GEMM kernel a new plan runs, or null for oneDNN's matmul. WINATTN_GEMM=onednn or =native chooses;
+// by default winattn's own kernels run where oneDNN 2.6 has only its AVX2 code (they measured 1.0-1.9x
+// its matmuls on Swin's shapes there, see gemm/gemm.h), and oneDNN's AVX-512 kernels run where the CPU
+// has them. The scalar GEMM is a reference, never chosen for speed: with the kernels capped below AVX2,
+// oneDNN runs.
+const GemmKernelInfo *native_gemm_kernel() {
+  const CpuFeatures features = active_features();
+  const GemmKernelInfo &kernel = select_f32_gemm_kernel(features);
+  const bool vector = kernel.required != 0;
+  const char *env = std::getenv("WINATTN_GEMM");
+  if (env != nullptr && std::strcmp(env, "onednn") == 0) return nullptr;
+  if (env != nullptr && std::strcmp(env, "native") == 0) return vector ? &kernel : nullptr;
+  return vector && !has_features(features, kFeatureAvx512) ? &kernel : nullptr;
+}
+
 // Whether `md` is a plain or blocked f32 layout of a 2D matrix that pack_blocked can fill.
 bool packable(const dnnl_memory_desc_t &md) {
   return md.ndims == 2 && md.data_type == dnnl_f32 && md.format_kind == dnnl_blocked && md.extra.flags == 0 &&
@@ -293,6 +323,10 @@ struct Linear::Lease::Executor {
 
 struct Linear::Plan {
   int64_t rows = 0;
+  // winattn's GEMM (then primitive is null and there are no executors), or null for oneDNN's matmul.
+  const GemmKernelInfo *gemm = nullptr;
+  std::shared_ptr<const NativeWeights> native;
+  const GeluKernelInfo *gelu = nullptr;  // with gemm and LinearEpilogue::kGeluErf
   std::shared_ptr<const Primitive> primitive;
   std::shared_ptr<const PackedWeights> weights;
   const memory *bias = nullptr;  // the Linear's, or null
@@ -367,6 +401,23 @@ struct Linear::Plan {
 
 namespace {
 
+// Runs a plan of winattn's GEMM. Never fails.
+bool run_native(const Linear::Plan &plan, const float *src, float *dst, bool accumulate) noexcept {
+  const NativeWeights &w = *plan.native;
+  GemmArgs args{&w.layout,
+                plan.rows,
+                src,
+                w.layout.in,
+                static_cast<const float *>(w.packed.data),
+                w.has_bias ? static_cast<const float *>(w.bias.data) : nullptr,
+                dst,
+                w.layout.out,
+                accumulate};
+  plan.gemm->run(args);
+  if (plan.gelu != nullptr) plan.gelu->run(dst, plan.rows * w.layout.out);
+  return true;
+}
+
 // Runs the plan with `executor` on src/dst/scratchpad. Never throws.
 bool run(const Linear::Plan &plan, Linear::Lease::Executor &executor, const float *src, float *dst,
          void *scratchpad, winattn_status *failure) noexcept {
@@ -422,13 +473,27 @@ struct Linear::Impl {
   };
   std::map<int64_t, CachedPlan> plans;  // by row count
   uint64_t clock = 0;
-  std::vector<std::shared_ptr<const PackedWeights>> packed_weights;  // one per layout in use
+  std::vector<std::shared_ptr<const PackedWeights>> packed_weights;  // one per oneDNN layout in use
+  std::shared_ptr<const NativeWeights> native;                       // for winattn's GEMM, once used
 
   // A packed layout the weights can be unpacked from (blocked, filled by pack_weights), or null.
   const PackedWeights *packed_source() const {
     for (const auto &packed : packed_weights)
       if (packable(packed->md.data)) return packed.get();
     return nullptr;
+  }
+  // Whether some packed copy holds every weight (then the copy as given may go).
+  bool weights_packed() const { return native != nullptr || packed_source() != nullptr; }
+
+  // The [out][in] weights as given: the copy kept, or unpacked from a packed one.
+  std::vector<float> weights_as_given(int64_t in, int64_t out) const {
+    if (!weight.empty()) return weight;
+    if (native != nullptr) {
+      std::vector<float> unpacked(static_cast<size_t>(in * out));
+      unpack_gemm_weights(native->layout, static_cast<const float *>(native->packed.data), unpacked.data());
+      return unpacked;
+    }
+    return unpack_weights(*packed_source(), in, out);
   }
 };
 
@@ -469,23 +534,44 @@ std::shared_ptr<const Linear::Plan> Linear::prepare(int64_t rows, bool pin) cons
   }
   auto plan = std::make_shared<Plan>();
   plan->rows = rows;
-  plan->primitive = get_primitive(m.engine, rows, in_, out_, m.has_bias, epilogue_);
-  plan->scratchpad_bytes = plan->primitive->scratchpad_md.get_size();
-  plan->bias = m.has_bias ? &m.bias : nullptr;
-  for (const auto &packed : m.packed_weights) {
-    if (packed->md == plan->primitive->weights_md) plan->weights = packed;
-  }
-  if (!plan->weights) {
-    m.packed_weights.reserve(m.packed_weights.size() + 1);  // the push_back below cannot throw then
-    // The source: the weights as given, or (once they were dropped) unpacked from a packed layout.
-    std::vector<float> unpacked;
-    if (m.weight.empty()) unpacked = unpack_weights(*m.packed_source(), in_, out_);
-    const float *source = m.weight.empty() ? unpacked.data() : m.weight.data();
-    auto packed = pack_weights(m.engine, plan->primitive->weights_md, source, in_, out_);
-    m.packed_weights.push_back(packed);
-    plan->weights = std::move(packed);
-    // A blocked layout holds every weight: the copy as given is no longer needed (half the memory).
-    if (!m.weight.empty() && m.packed_source() != nullptr) std::vector<float>().swap(m.weight);
+  plan->gemm = native_gemm_kernel();
+  if (plan->gemm != nullptr) {
+    if (!m.native) {
+      auto native = std::make_shared<NativeWeights>(GemmLayout(in_, out_));
+      if (m.weight.empty()) {
+        const std::vector<float> unpacked = m.weights_as_given(in_, out_);
+        pack_gemm_weights(native->layout, unpacked.data(), static_cast<float *>(native->packed.data));
+      } else {
+        pack_gemm_weights(native->layout, m.weight.data(), static_cast<float *>(native->packed.data));
+      }
+      float *bias = static_cast<float *>(native->bias.data);
+      std::fill(bias, bias + native->layout.bias_floats(), 0.0f);
+      if (m.has_bias) std::copy(m.bias_values.begin(), m.bias_values.end(), bias);
+      native->has_bias = m.has_bias;
+      m.native = std::move(native);
+      std::vector<float>().swap(m.weight);  // the packed copy holds every weight
+    }
+    plan->native = m.native;
+    if (epilogue_ == LinearEpilogue::kGeluErf) plan->gelu = &select_f32_gelu_kernel(active_features());
+  } else {
+    plan->primitive = get_primitive(m.engine, rows, in_, out_, m.has_bias, epilogue_);
+    plan->scratchpad_bytes = plan->primitive->scratchpad_md.get_size();
+    plan->bias = m.has_bias ? &m.bias : nullptr;
+    for (const auto &packed : m.packed_weights) {
+      if (packed->md == plan->primitive->weights_md) plan->weights = packed;
+    }
+    if (!plan->weights) {
+      m.packed_weights.reserve(m.packed_weights.size() + 1);  // the push_back below cannot throw then
+      // The source: the weights as given, or (once they were dropped) unpacked from a packed layout.
+      std::vector<float> unpacked;
+      if (m.weight.empty()) unpacked = m.weights_as_given(in_, out_);
+      const float *source = m.weight.empty() ? unpacked.data() : m.weight.data();
+      auto packed = pack_weights(m.engine, plan->primitive->weights_md, source, in_, out_);
+      m.packed_weights.push_back(packed);
+      plan->weights = std::move(packed);
+      // A blocked layout holds every weight: the copy as given is no longer needed (half the memory).
+      if (!m.weight.empty() && m.packed_source() != nullptr) std::vector<float>().swap(m.weight);
+    }
   }
   Impl::CachedPlan &entry = m.plans[rows];  // may throw bad_alloc: nothing else changed but the packing
   entry.plan = plan;
@@ -512,6 +598,7 @@ size_t Linear::scratchpad_bytes(const Plan &plan) {
 
 bool Linear::forward(const Plan &plan, const float *src, float *dst, void *scratchpad,
                      winattn_status *failure) const noexcept {
+  if (plan.gemm != nullptr) return run_native(plan, src, dst, epilogue_ == LinearEpilogue::kAccumulate);
   Lease::Executor *executor = plan.take();
   if (executor == nullptr) {
     try {
@@ -543,8 +630,9 @@ void Linear::trim() const {
       it = m.plans.erase(it);
     }
   }
-  // Drop the layouts no plan reads, but keep one blocked layout when it is the only copy of the weights.
-  const PackedWeights *keep = m.weight.empty() ? m.packed_source() : nullptr;
+  // Drop the layouts no plan reads, but keep one blocked layout when it is the only copy of the weights
+  // (the native packing, once made, is kept: it is one).
+  const PackedWeights *keep = m.weight.empty() && !m.native ? m.packed_source() : nullptr;
   for (const auto &packed : m.packed_weights) {
     if (keep != nullptr && packed.use_count() > 1 && packable(packed->md.data)) keep = packed.get();
   }
@@ -559,6 +647,7 @@ int64_t Linear::memory_bytes() const {
   std::lock_guard<std::mutex> lock(impl_->mutex);
   size_t bytes = sizeof(Impl) + sizeof(float) * (m.weight.capacity() + m.bias_values.capacity());
   for (const auto &packed : m.packed_weights) bytes += sizeof(PackedWeights) + packed->block.bytes;
+  if (m.native) bytes += sizeof(NativeWeights) + m.native->packed.bytes + m.native->bias.bytes;
   for (const auto &entry : m.plans) {
     const Plan &plan = *entry.second.plan;
     bytes += sizeof(Plan) + plan.scratchpad_bytes +
@@ -571,8 +660,12 @@ int64_t Linear::memory_bytes() const {
 // -------------------------------------------------------------------------------------------------------
 
 Linear::Lease::Lease(const Linear &linear, std::shared_ptr<const Plan> plan, int threads)
-    : plan_(std::move(plan)) {
+    : plan_(std::move(plan)), accumulate_(linear.epilogue() == LinearEpilogue::kAccumulate) {
   const size_t count = static_cast<size_t>(threads > 0 ? threads : 1);
+  if (plan_->gemm != nullptr) {  // winattn's GEMM needs no executor
+    executors_.assign(count, nullptr);
+    return;
+  }
   executors_.reserve(count);
   try {
     while (executors_.size() < count) {
@@ -587,11 +680,13 @@ Linear::Lease::Lease(const Linear &linear, std::shared_ptr<const Plan> plan, int
 }
 
 Linear::Lease::~Lease() {
-  for (Executor *executor : executors_) plan_->give_back(executor);
+  for (Executor *executor : executors_)
+    if (executor != nullptr) plan_->give_back(executor);
 }
 
 bool Linear::Lease::forward(int slot, const float *src, float *dst, void *scratchpad,
                             winattn_status *failure) const noexcept {
+  if (plan_->gemm != nullptr) return run_native(*plan_, src, dst, accumulate_);
   return run(*plan_, *executors_[static_cast<size_t>(slot)], src, dst, scratchpad, failure);
 }
 

@@ -1,5 +1,11 @@
-// nn.Linear through oneDNN: dst[m][o] = sum_i src[m][i] * weight[o][i] + bias[o], optionally followed by an
-// epilogue fused into the matmul as a oneDNN post-op (GELU, or accumulation into dst for a residual).
+// nn.Linear: dst[m][o] = sum_i src[m][i] * weight[o][i] + bias[o], optionally followed by an epilogue
+// (GELU, or accumulation into dst for a residual), through one of two GEMMs chosen per plan:
+//  - winattn's own (gemm/gemm.h: weights packed once in panels, the epilogue in the kernel's stores), on
+//    CPUs with AVX2 but not AVX-512, where it measured 1.0-1.9x oneDNN 2.6's matmuls on Swin's shapes
+//    (1.14x on a whole swin_t at B=1); such a plan has no primitive, no executor and no scratchpad;
+//  - oneDNN's matmul with the epilogue as a post-op, everywhere else (its AVX-512 kernels).
+// WINATTN_GEMM=onednn or =native overrides the choice, per plan as it is made (tests run both).
+// The rest of this comment is about the oneDNN plans.
 //
 // A matmul primitive is made per row count (the layer uses one or two row counts per input shape) with the
 // weights in the layout that primitive prefers, packed once per layout: a fixed row count lets oneDNN use
@@ -124,7 +130,8 @@ class Linear::Lease {
 
  private:
   std::shared_ptr<const Plan> plan_;
-  std::vector<Executor *> executors_;
+  bool accumulate_ = false;
+  std::vector<Executor *> executors_;  // null for a plan of winattn's own GEMM
 };
 
 }  // namespace winattn::detail
