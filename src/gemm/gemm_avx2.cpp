@@ -78,18 +78,15 @@ template <bool kMasked>
 constexpr TileFn kTiles[kMr + 1] = {nullptr,          tile<1, kMasked>, tile<2, kMasked>, tile<3, kMasked>,
                                     tile<4, kMasked>, tile<5, kMasked>, tile<6, kMasked>};
 
-void gemm(const GemmArgs &g) {
+// Rows [m0, m0 + rows) of the product: every k-block, every panel, the rows in blocks of at most kMr.
+void gemm_rows(const GemmArgs &g, int64_t m0, int64_t rows, __m256i mask0, __m256i mask1, bool streamed) {
   const GemmLayout &layout = *g.layout;
   constexpr int64_t nr = GemmLayout::kNr;
-  const int64_t row_blocks = (g.rows + kMr - 1) / kMr;
-  const int64_t base_rows = g.rows / row_blocks, extra_rows = g.rows % row_blocks;
+  const int64_t row_blocks = (rows + kMr - 1) / kMr;
+  const int64_t base_rows = rows / row_blocks, extra_rows = rows % row_blocks;
   const int64_t last_width = layout.out - (layout.panels - 1) * nr;
-  alignas(32) int32_t lanes[16];
-  for (int j = 0; j < 16; ++j) lanes[j] = j < last_width ? -1 : 0;
-  const __m256i mask0 = _mm256_load_si256(reinterpret_cast<const __m256i *>(lanes));
-  const __m256i mask1 = _mm256_load_si256(reinterpret_cast<const __m256i *>(lanes + 8));
-  constexpr int64_t kStreamedBytes = int64_t{1} << 20;
-  const bool streamed = layout.packed_floats() * static_cast<int64_t>(sizeof(float)) > kStreamedBytes;
+  const float *src = g.src + m0 * g.lda;
+  float *dst = g.dst + m0 * g.ldc;
   for (int64_t b = 0; b < layout.kblocks; ++b) {
     const int64_t k0 = layout.block_begin(b), kc = layout.block_size(b);
     const bool load_dst = b > 0 || g.accumulate;
@@ -113,12 +110,34 @@ void gemm(const GemmArgs &g) {
       for (int64_t rb = 0; rb < row_blocks; ++rb) {
         const int64_t mr = base_rows + (rb < extra_rows ? 1 : 0);
         const int64_t lines = std::min(lines_per_block, next_lines - prefetched);
-        tiles[mr](kc, g.src + r0 * g.lda + k0, g.lda, panel, g.dst + r0 * g.ldc + p * nr, g.ldc, panel_bias,
+        tiles[mr](kc, src + r0 * g.lda + k0, g.lda, panel, dst + r0 * g.ldc + p * nr, g.ldc, panel_bias,
                   load_dst, mask0, mask1, next + 64 * prefetched, lines);
         prefetched += lines;
         r0 += mr;
       }
     }
+  }
+}
+
+void gemm(const GemmArgs &g) {
+  const GemmLayout &layout = *g.layout;
+  const int64_t last_width = layout.out - (layout.panels - 1) * GemmLayout::kNr;
+  alignas(32) int32_t lanes[16];
+  for (int j = 0; j < 16; ++j) lanes[j] = j < last_width ? -1 : 0;
+  const __m256i mask0 = _mm256_load_si256(reinterpret_cast<const __m256i *>(lanes));
+  const __m256i mask1 = _mm256_load_si256(reinterpret_cast<const __m256i *>(lanes + 8));
+  constexpr int64_t kStreamedBytes = int64_t{1} << 20;
+  const bool streamed = layout.packed_floats() * static_cast<int64_t>(sizeof(float)) > kStreamedBytes;
+  // The rows in blocks whose k-block of src (rows x kc floats) stays in L2 while every panel runs over it:
+  // at most kBlockFloats (192 KiB). Without this, 768-row calls (AIM's temporal layer at C = 768) streamed
+  // src from L3 once per panel and ran at 0.75x oneDNN. Blocks are as even as possible.
+  constexpr int64_t kBlockFloats = 48 * 1024;
+  const int64_t block_target = std::max<int64_t>(kMr, kBlockFloats / layout.block_size(0) / kMr * kMr);
+  const int64_t blocks = (g.rows + block_target - 1) / block_target;
+  for (int64_t i = 0, m0 = 0; i < blocks; ++i) {
+    const int64_t rows = g.rows / blocks + (i < g.rows % blocks ? 1 : 0);
+    gemm_rows(g, m0, rows, mask0, mask1, streamed);
+    m0 += rows;
   }
 }
 

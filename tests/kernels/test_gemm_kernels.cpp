@@ -8,7 +8,8 @@
 //    count;
 //  - over shapes that reach every edge: rows 1..13 (every row-block size and split), 49 and 128; in across
 //    the k-block boundary (255, 256, 257, 513, 1536); out 1, 15, 16, 17, 40 and 96 (masked last panels);
-//    leading dimensions wider than the rows; with and without bias; store and accumulate;
+//    leading dimensions wider than the rows; with and without bias; store and accumulate; calls of more
+//    rows than one L2 block;
 //  - pack and unpack as exact inverses.
 #include <doctest/doctest.h>
 
@@ -207,6 +208,12 @@ TEST_CASE("gemm: k-block boundaries and Swin shapes") {
   check_problem({128, 96, 288, 96, 288, true, false});
   check_problem({128, 384, 96, 384, 96, true, true});
   check_problem({49, 768, 96, 768, 96, false, true});
+}
+
+TEST_CASE("gemm: calls of more rows than one L2 block (the kernels split the rows)") {
+  check_problem({400, 256, 40, 256, 40, true, false});  // kc 256: blocks of at most 192 rows
+  check_problem({777, 96, 17, 96, 17, true, true});     // kc 96: blocks of at most 510 rows
+  check_problem({1100, 40, 33, 41, 35, false, true});
 }
 
 TEST_CASE("gemm: leading dimensions wider than the rows") {
