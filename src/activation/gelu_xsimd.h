@@ -30,24 +30,29 @@ inline float gelu_rational(float x) {
   return 0.5f * x * (1.0f + erf);
 }
 
+// GELU of one vector (also applied by the GEMM kernels to their accumulators, gemm/gemm.h).
+template <class Arch>
+inline xsimd::batch<float, Arch> gelu_batch(xsimd::batch<float, Arch> v) {
+  using Batch = xsimd::batch<float, Arch>;
+  const Batch lo(-4.0f), hi(4.0f), half(0.5f), one(1.0f), rsqrt2(0.70710678118654752f);
+  // NaN: max/min would drop it (xsimd's max(NaN, c) = c), so z keeps it through a blend.
+  const Batch clamped = xsimd::min(xsimd::max(v * rsqrt2, lo), hi);
+  const Batch z = xsimd::select(v != v, v, clamped);
+  const Batch t = z * z;
+  Batch p(kGeluErfP[6]);
+  for (int k = 5; k >= 0; --k) p = xsimd::fma(p, t, Batch(kGeluErfP[k]));
+  Batch q(kGeluErfQ[4]);
+  for (int k = 3; k >= 0; --k) q = xsimd::fma(q, t, Batch(kGeluErfQ[k]));
+  // erf(4) is 1 in float32: saturate exactly (see gelu_rational).
+  const Batch erf = xsimd::select(z >= hi, one, xsimd::select(z <= lo, -one, z * (p / q)));
+  return half * v * (one + erf);
+}
+
 template <class Arch>
 void gelu_f32_xsimd(float *x, int64_t count) {
   using Batch = xsimd::batch<float, Arch>;
   constexpr int64_t kWidth = static_cast<int64_t>(Batch::size);
-  const Batch lo(-4.0f), hi(4.0f), half(0.5f), one(1.0f), rsqrt2(0.70710678118654752f);
-  auto gelu = [&](Batch v) {
-    // NaN: max/min would drop it (xsimd's max(NaN, c) = c), so z keeps it through a blend.
-    const Batch clamped = xsimd::min(xsimd::max(v * rsqrt2, lo), hi);
-    const Batch z = xsimd::select(v != v, v, clamped);
-    const Batch t = z * z;
-    Batch p(kGeluErfP[6]);
-    for (int k = 5; k >= 0; --k) p = xsimd::fma(p, t, Batch(kGeluErfP[k]));
-    Batch q(kGeluErfQ[4]);
-    for (int k = 3; k >= 0; --k) q = xsimd::fma(q, t, Batch(kGeluErfQ[k]));
-    // erf(4) is 1 in float32: saturate exactly (see gelu_rational).
-    const Batch erf = xsimd::select(z >= hi, one, xsimd::select(z <= lo, -one, z * (p / q)));
-    return half * v * (one + erf);
-  };
+  auto gelu = [](Batch v) { return gelu_batch<Arch>(v); };
   int64_t i = 0;
   // Two vectors a step: two independent chains for the divisions' latency.
   for (; i + 2 * kWidth <= count; i += 2 * kWidth) {

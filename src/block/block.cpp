@@ -15,9 +15,10 @@ std::unique_ptr<SwinBlock> SwinBlock::assemble(std::unique_ptr<WindowAttentionLa
   const bool post_norm = parts.post_norm;
   std::unique_ptr<SwinBlock> block(new SwinBlock());
   block->attention_ = std::move(attention);
-  // fc1 stores x W^T + b; the pipeline applies GELU to the chunk's hidden rows (activation/gelu.h: oneDNN's
-  // gelu_erf post-op costs as much as the matmul on AVX2).
-  block->fc1_ = std::make_unique<Linear>(parts.fc1_weight, parts.fc1_bias, c, hidden, LinearEpilogue::kStore);
+  // fc1 applies GELU in its epilogue (winattn's GEMM, on the accumulators) or right after the matmul, on the
+  // chunk's hidden rows in L2 (oneDNN: its gelu_erf post-op costs as much as the matmul on AVX2).
+  block->fc1_ =
+      std::make_unique<Linear>(parts.fc1_weight, parts.fc1_bias, c, hidden, LinearEpilogue::kGeluErf);
   block->fc2_ = std::make_unique<Linear>(parts.fc2_weight, parts.fc2_bias, hidden, c,
                                          post_norm ? LinearEpilogue::kStore : LinearEpilogue::kAccumulate);
   // As the layer's projections: packed now for a full chunk, so forwards of any batch find them packed.

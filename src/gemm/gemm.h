@@ -59,6 +59,10 @@ struct GemmArgs {
   float *dst;           // [rows][ldc], the first layout->out floats of each row written
   int64_t ldc;
   bool accumulate;  // dst += product (+ bias) instead of dst = product (+ bias)
+  // dst = GELU(product + bias) (not with accumulate): the vector kernels apply the GELU kernels' formula
+  // (activation/gelu_xsimd.h) to their accumulators before the last store, the scalar one gelu_rational,
+  // the same formula, so the bits agree.
+  bool gelu;
 };
 
 using GemmFn = void (*)(const GemmArgs &args);

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 
+#include "activation/gelu_xsimd.h"
 #include "gemm/gemm.h"
 
 namespace winattn::detail {
@@ -14,13 +15,14 @@ namespace winattn::detail {
 namespace {
 
 constexpr int kMr = 6;
+using GeluArch = xsimd::fma3<xsimd::avx2>;
 
 // One tile: dst[0..MR)[0..16) = init + src[0..MR)[0..kc) x panel[0..kc)[0..16), where init is dst (load_dst),
 // plus bias when bias is not null, or zero.
 template <int MR, bool kMasked>
 inline void tile(int64_t kc, const float *src, int64_t lda, const float *panel, float *dst, int64_t ldc,
-                 const float *bias, bool load_dst, __m256i mask0, __m256i mask1, const char *prefetch,
-                 int64_t prefetch_lines) {
+                 const float *bias, bool load_dst, bool gelu, __m256i mask0, __m256i mask1,
+                 const char *prefetch, int64_t prefetch_lines) {
   for (int64_t l = 0; l < prefetch_lines; ++l) _mm_prefetch(prefetch + 64 * l, _MM_HINT_T0);
   __m256 acc[MR][2];
   const float *row[MR];
@@ -59,6 +61,13 @@ inline void tile(int64_t kc, const float *src, int64_t lda, const float *panel, 
       acc[i][1] = _mm256_fmadd_ps(a, b1, acc[i][1]);
     }
   }
+  if (gelu) {
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; ++i) {
+      acc[i][0] = gelu_batch<GeluArch>(xsimd::batch<float, GeluArch>(acc[i][0]));
+      acc[i][1] = gelu_batch<GeluArch>(xsimd::batch<float, GeluArch>(acc[i][1]));
+    }
+  }
 #pragma GCC unroll 6
   for (int i = 0; i < MR; ++i) {
     if (kMasked) {
@@ -72,7 +81,7 @@ inline void tile(int64_t kc, const float *src, int64_t lda, const float *panel, 
 }
 
 using TileFn = void (*)(int64_t, const float *, int64_t, const float *, float *, int64_t, const float *, bool,
-                        __m256i, __m256i, const char *, int64_t);
+                        bool, __m256i, __m256i, const char *, int64_t);
 
 template <bool kMasked>
 constexpr TileFn kTiles[kMr + 1] = {nullptr,          tile<1, kMasked>, tile<2, kMasked>, tile<3, kMasked>,
@@ -90,6 +99,7 @@ void gemm_rows(const GemmArgs &g, int64_t m0, int64_t rows, __m256i mask0, __m25
   for (int64_t b = 0; b < layout.kblocks; ++b) {
     const int64_t k0 = layout.block_begin(b), kc = layout.block_size(b);
     const bool load_dst = b > 0 || g.accumulate;
+    const bool gelu = g.gelu && b == layout.kblocks - 1;
     const float *bias = b == 0 ? g.bias : nullptr;
     for (int64_t p = 0; p < layout.panels; ++p) {
       const float *panel = g.packed + k0 * layout.panels * nr + p * kc * nr;
@@ -111,7 +121,7 @@ void gemm_rows(const GemmArgs &g, int64_t m0, int64_t rows, __m256i mask0, __m25
         const int64_t mr = base_rows + (rb < extra_rows ? 1 : 0);
         const int64_t lines = std::min(lines_per_block, next_lines - prefetched);
         tiles[mr](kc, src + r0 * g.lda + k0, g.lda, panel, dst + r0 * g.ldc + p * nr, g.ldc, panel_bias,
-                  load_dst, mask0, mask1, next + 64 * prefetched, lines);
+                  load_dst, gelu, mask0, mask1, next + 64 * prefetched, lines);
         prefetched += lines;
         r0 += mr;
       }

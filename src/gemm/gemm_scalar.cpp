@@ -5,6 +5,7 @@
 // started from dst + bias, k-blocks in order), so it also checks them bit for bit.
 #include <cmath>
 
+#include "activation/gelu_xsimd.h"
 #include "gemm/gemm.h"
 
 namespace winattn::detail {
@@ -62,7 +63,7 @@ void gemm(const GemmArgs &a) {
         const float *panel = a.packed + k0 * layout.panels * nr + p * kc * nr;
         for (int64_t k = 0; k < kc; ++k) acc = std::fmaf(src[k0 + k], panel[k * nr + j], acc);
       }
-      dst[o] = acc;
+      dst[o] = a.gelu ? gelu_rational(acc) : acc;
     }
   }
 }

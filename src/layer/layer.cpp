@@ -175,8 +175,9 @@ void WindowAttentionLayer::run(const float *input, int64_t batch, const int64_t 
   const int64_t tasks = (total_windows + chunk - 1) / chunk;
   const int threads = team_size(budget, tasks);
   const int64_t rows = chunk * n;
-  // Every chunk runs the projections on `rows` rows (the last one with zero rows after its windows), so
-  // one primitive per projection serves the whole call.
+  // One plan per projection serves the whole call: `rows` rows. The last chunk may hold fewer windows: a
+  // plan of winattn's GEMM computes its rows alone (forward_rows), a oneDNN one all `rows`, the ones after
+  // its windows zero.
   const auto qkv_plan = qkv_->prepare(rows);
   const auto proj_plan = proj_->prepare(rows);
   std::shared_ptr<const Linear::Plan> fc1_plan, fc2_plan;
@@ -302,7 +303,7 @@ void WindowAttentionLayer::run(const float *input, int64_t batch, const int64_t 
       if (stages != nullptr) std::memset(t + used_rows * c, 0, tail);
     }
     winattn_status why = WINATTN_STATUS_INTERNAL_ERROR;
-    if (!qkv_lease.forward(slot, pre_norm ? t : x, wide, dnnl_scratch, &why)) {
+    if (!qkv_lease.forward_rows(slot, used_rows, pre_norm ? t : x, wide, dnnl_scratch, &why)) {
       record(why);
       return;
     }
@@ -312,7 +313,7 @@ void WindowAttentionLayer::run(const float *input, int64_t batch, const int64_t 
     // A chunk's windows are written whole, after all its projections succeeded: on a failure every output
     // element holds its result or its previous value (documented at winattn_layer_forward).
     // Pre-norm: x += proj(attention) (y, the residual stream); otherwise the projection goes to wide.
-    if (!proj_lease.forward(slot, attention_out, pre_norm ? x : wide, dnnl_scratch, &why)) {
+    if (!proj_lease.forward_rows(slot, used_rows, attention_out, pre_norm ? x : wide, dnnl_scratch, &why)) {
       record(why);
       return;
     }
@@ -324,12 +325,12 @@ void WindowAttentionLayer::run(const float *input, int64_t batch, const int64_t 
     if (pre_norm) {
       // out = y + fc2(GELU(fc1(norm2(y)))): fc1's GELU and fc2's residual add are its post-ops.
       layer_norm(x, nullptr, t, used_rows, c, c, s.norm2_weight, s.norm2_bias, s.norm_eps);
-      if (!fc1_lease->forward(slot, t, wide, dnnl_scratch, &why)) {
+      if (!fc1_lease->forward_rows(slot, used_rows, t, wide, dnnl_scratch, &why)) {
         record(why);
         return;
       }
       if (gelu != nullptr) gelu(wide, used_rows * hidden);
-      if (!fc2_lease->forward(slot, wide, x, dnnl_scratch, &why)) {
+      if (!fc2_lease->forward_rows(slot, used_rows, wide, x, dnnl_scratch, &why)) {
         record(why);
         return;
       }
@@ -338,12 +339,12 @@ void WindowAttentionLayer::run(const float *input, int64_t batch, const int64_t 
       // y = x + norm1(proj) in one pass; out = y + norm2(fc2(GELU(fc1(y)))), its norm and residual add
       // fused into the scatter.
       layer_norm(wide, x, x, used_rows, c, c, s.norm1_weight, s.norm1_bias, s.norm_eps);
-      if (!fc1_lease->forward(slot, x, wide, dnnl_scratch, &why)) {
+      if (!fc1_lease->forward_rows(slot, used_rows, x, wide, dnnl_scratch, &why)) {
         record(why);
         return;
       }
       if (gelu != nullptr) gelu(wide, used_rows * hidden);
-      if (!fc2_lease->forward(slot, wide, t, dnnl_scratch, &why)) {
+      if (!fc2_lease->forward_rows(slot, used_rows, wide, t, dnnl_scratch, &why)) {
         record(why);
         return;
       }

@@ -120,13 +120,10 @@ std::shared_ptr<const Primitive> get_primitive(const dnnl::engine &engine, int64
     const memory::desc bias_md({1, out}, memory::data_type::f32, memory::format_tag::ab);
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-    if (epilogue != LinearEpilogue::kStore) {
+    // GELU is not a post-op (see LinearEpilogue::kGeluErf): its primitive is kStore's.
+    if (epilogue == LinearEpilogue::kAccumulate) {
       dnnl::post_ops ops;
-      if (epilogue == LinearEpilogue::kGeluErf) {
-        ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_gelu_erf, 0.0f, 0.0f);
-      } else {
-        ops.append_sum(1.0f);
-      }
+      ops.append_sum(1.0f);
       attr.set_post_ops(ops);
     }
     const auto pd = has_bias ? dnnl::matmul::primitive_desc(
@@ -326,7 +323,9 @@ struct Linear::Plan {
   // winattn's GEMM (then primitive is null and there are no executors), or null for oneDNN's matmul.
   const GemmKernelInfo *gemm = nullptr;
   std::shared_ptr<const NativeWeights> native;
-  const GeluKernelInfo *gelu = nullptr;  // with gemm and LinearEpilogue::kGeluErf
+  bool fused_gelu = false;               // winattn's GEMM with LinearEpilogue::kGeluErf
+  const GeluKernelInfo *gelu = nullptr;  // oneDNN's matmul with kGeluErf: the GELU kernel runs after it
+  int64_t out = 0;
   std::shared_ptr<const Primitive> primitive;
   std::shared_ptr<const PackedWeights> weights;
   const memory *bias = nullptr;  // the Linear's, or null
@@ -402,19 +401,22 @@ struct Linear::Plan {
 namespace {
 
 // Runs a plan of winattn's GEMM. Never fails.
-bool run_native(const Linear::Plan &plan, const float *src, float *dst, bool accumulate) noexcept {
+bool run_native(const Linear::Plan &plan, const float *src, float *dst, bool accumulate,
+                int64_t rows = -1) noexcept {
   const NativeWeights &w = *plan.native;
+  if (rows < 0 || rows > plan.rows) rows = plan.rows;
+  if (rows == 0) return true;
   GemmArgs args{&w.layout,
-                plan.rows,
+                rows,
                 src,
                 w.layout.in,
                 static_cast<const float *>(w.packed.data),
                 w.has_bias ? static_cast<const float *>(w.bias.data) : nullptr,
                 dst,
                 w.layout.out,
-                accumulate};
+                accumulate,
+                plan.fused_gelu};
   plan.gemm->run(args);
-  if (plan.gelu != nullptr) plan.gelu->run(dst, plan.rows * w.layout.out);
   return true;
 }
 
@@ -434,7 +436,10 @@ bool run(const Linear::Plan &plan, Linear::Lease::Executor &executor, const floa
       status = dnnl_primitive_execute(plan.primitive->matmul.get(), stream, executor.nargs, executor.args);
     }
     if (status == dnnl_success) status = dnnl_stream_wait(stream);
-    if (status == dnnl_success) return true;
+    if (status == dnnl_success) {
+      if (plan.gelu != nullptr) plan.gelu->run(dst, plan.rows * plan.out);
+      return true;
+    }
     report(failure,
            status == dnnl_out_of_memory ? WINATTN_STATUS_OUT_OF_MEMORY : WINATTN_STATUS_INTERNAL_ERROR,
            dnnl_status2str(status));
@@ -534,6 +539,7 @@ std::shared_ptr<const Linear::Plan> Linear::prepare(int64_t rows, bool pin) cons
   }
   auto plan = std::make_shared<Plan>();
   plan->rows = rows;
+  plan->out = out_;
   plan->gemm = native_gemm_kernel();
   if (plan->gemm != nullptr) {
     if (!m.native) {
@@ -552,9 +558,12 @@ std::shared_ptr<const Linear::Plan> Linear::prepare(int64_t rows, bool pin) cons
       std::vector<float>().swap(m.weight);  // the packed copy holds every weight
     }
     plan->native = m.native;
-    if (epilogue_ == LinearEpilogue::kGeluErf) plan->gelu = &select_f32_gelu_kernel(active_features());
+    plan->fused_gelu = epilogue_ == LinearEpilogue::kGeluErf;
   } else {
-    plan->primitive = get_primitive(m.engine, rows, in_, out_, m.has_bias, epilogue_);
+    if (epilogue_ == LinearEpilogue::kGeluErf) plan->gelu = &select_f32_gelu_kernel(active_features());
+    plan->primitive =
+        get_primitive(m.engine, rows, in_, out_, m.has_bias,
+                      epilogue_ == LinearEpilogue::kGeluErf ? LinearEpilogue::kStore : epilogue_);
     plan->scratchpad_bytes = plan->primitive->scratchpad_md.get_size();
     plan->bias = m.has_bias ? &m.bias : nullptr;
     for (const auto &packed : m.packed_weights) {
@@ -687,6 +696,12 @@ Linear::Lease::~Lease() {
 bool Linear::Lease::forward(int slot, const float *src, float *dst, void *scratchpad,
                             winattn_status *failure) const noexcept {
   if (plan_->gemm != nullptr) return run_native(*plan_, src, dst, accumulate_);
+  return run(*plan_, *executors_[static_cast<size_t>(slot)], src, dst, scratchpad, failure);
+}
+
+bool Linear::Lease::forward_rows(int slot, int64_t rows, const float *src, float *dst, void *scratchpad,
+                                 winattn_status *failure) const noexcept {
+  if (plan_->gemm != nullptr) return run_native(*plan_, src, dst, accumulate_, rows);
   return run(*plan_, *executors_[static_cast<size_t>(slot)], src, dst, scratchpad, failure);
 }
 

@@ -45,11 +45,14 @@
 
 namespace winattn::detail {
 
-// What a Linear does with x W^T + b before it lands in dst: oneDNN post-ops, applied by the matmul's own
-// epilogue while the result is in registers or cache, so no extra pass over dst.
+// What a Linear does with x W^T + b before it lands in dst, in the GEMM's epilogue while the result is in
+// registers or cache (for oneDNN, a post-op; GELU excepted, see kGeluErf).
 enum class LinearEpilogue {
   kStore,       // dst = x W^T + b
-  kGeluErf,     // dst = GELU(x W^T + b), the exact erf GELU of nn.GELU() (eltwise_gelu_erf)
+  kGeluErf,     // dst = GELU(x W^T + b), nn.GELU()'s erf GELU by the GELU kernels' formula
+                // (activation/gelu.h): winattn's GEMM applies it to its accumulators before storing them;
+                // after a oneDNN matmul the GELU kernel runs over dst (oneDNN's eltwise_gelu_erf post-op
+                // took fc1 of Swin-T stage 1 from 84% to 54% of the peak on AVX2)
   kAccumulate,  // dst = dst + x W^T + b: dst holds a residual before the call (sum post-op, scale 1)
 };
 
@@ -125,6 +128,10 @@ class Linear::Lease {
   // nothing of winattn's.
   bool forward(int slot, const float *src, float *dst, void *scratchpad,
                winattn_status *failure = nullptr) const noexcept;
+  // As above when only the first `rows` (<= the plan's) rows of src are needed: a plan of winattn's GEMM
+  // computes those alone; a oneDNN plan computes all of its rows (so src must still hold them all).
+  bool forward_rows(int slot, int64_t rows, const float *src, float *dst, void *scratchpad,
+                    winattn_status *failure = nullptr) const noexcept;
 
   struct Executor;
 

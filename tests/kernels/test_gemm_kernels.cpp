@@ -10,6 +10,7 @@
 //    the k-block boundary (255, 256, 257, 513, 1536); out 1, 15, 16, 17, 40 and 96 (masked last panels);
 //    leading dimensions wider than the rows; with and without bias; store and accumulate; calls of more
 //    rows than one L2 block;
+//  - GELU applied to the accumulators (against GELU of the float64 sum);
 //  - pack and unpack as exact inverses.
 #include <doctest/doctest.h>
 
@@ -52,6 +53,7 @@ struct Aligned {
 struct Problem {
   int64_t rows, in, out, lda, ldc;
   bool bias, accumulate;
+  bool gelu = false;
 };
 
 struct Prepared {
@@ -84,7 +86,8 @@ std::vector<float> run(const GemmKernelInfo &kernel, const Problem &p, const Pre
                       p.bias ? w.bias.data : nullptr,
                       dst.data() + row0 * p.ldc,
                       p.ldc,
-                      p.accumulate};
+                      p.accumulate,
+                      p.gelu};
   kernel.run(args);
   return dst;
 }
@@ -102,6 +105,7 @@ void check_problem(const Problem &p) {
     CAPTURE(p.ldc);
     CAPTURE(p.bias);
     CAPTURE(p.accumulate);
+    CAPTURE(p.gelu);
     const std::vector<float> got = run(*kernel, p, w, 0, p.rows, w.dst0);
     int bad_oracle = 0, bad_bits = 0, bad_padding = 0;
     for (int64_t m = 0; m < p.rows; ++m) {
@@ -124,7 +128,11 @@ void check_problem(const Problem &p) {
         sum += start;
         magnitude += std::fabs(start);
         // float32 rounding of a sum of in + 2 terms, one rounding per term.
-        const double bound = (static_cast<double>(p.in) + 2.0) * 0x1p-24 * magnitude + 1e-30;
+        double bound = (static_cast<double>(p.in) + 2.0) * 0x1p-24 * magnitude + 1e-30;
+        if (p.gelu) {  // |GELU'| <= 1.13; the GELU formula within 4e-7 of max(|x|, 1) (activation/gelu.h)
+          bound = 1.13 * bound + 4e-7 * std::fmax(std::fabs(sum), 1.0);
+          sum = 0.5 * sum * (1.0 + std::erf(sum / std::sqrt(2.0)));
+        }
         if (!(std::fabs(got[at] - sum) <= bound) && bad_oracle++ < 3)
           FAIL_CHECK("dst[" << m << "][" << o << "] = " << got[at] << ", float64 oracle " << sum);
         bad_bits += std::memcmp(&got[at], &want_bits[at], sizeof(float)) != 0;
@@ -214,6 +222,18 @@ TEST_CASE("gemm: calls of more rows than one L2 block (the kernels split the row
   check_problem({400, 256, 40, 256, 40, true, false});  // kc 256: blocks of at most 192 rows
   check_problem({777, 96, 17, 96, 17, true, true});     // kc 96: blocks of at most 510 rows
   check_problem({1100, 40, 33, 41, 35, false, true});
+}
+
+TEST_CASE("gemm: GELU applied to the accumulators") {
+  for (int64_t rows : {1, 5, 6, 13, 49})
+    for (int64_t in : {3, 96, 300, 600})
+      for (int64_t out : {16, 17, 40}) {
+        Problem p{rows, in, out, in, out, true, false};
+        p.gelu = true;
+        check_problem(p);
+        p.bias = false;
+        check_problem(p);
+      }
 }
 
 TEST_CASE("gemm: leading dimensions wider than the rows") {
