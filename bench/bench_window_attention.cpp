@@ -1,9 +1,19 @@
 // winattn_window_attention: the fused attention core, on the window shapes of Swin, SwinV2, Video Swin and
 // temporal (video adapter) attention. FLOPs per (window, head): 4 * n * n * head_dim.
 //
+// Memory bound: at start-up the program also measures the memory bandwidth one thread gets (a streaming
+// read + write of two 256 MiB arrays, fastest of 5), and each case reports `bw_bound_pct`: the share of the
+// FMA peak a call could reach if moving its bytes once (q, k, v read, out written, bias and masks read) at
+// that bandwidth were all it cost. Short windows do 2 FLOPs per byte (T = 8): calls that stream from
+// memory are bounded far below the peak whatever the kernel; the `_l2` cases run the same items on data
+// that stays in L2 (16 or 8 windows), which is what a layer's chunks hand the kernel.
+//
 //   bench_window_attention [--threads=1,2] [--isa=avx512,avx2,scalar] [Google Benchmark flags]
 #include "bench_common.h"
 
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <cmath>
 #include <memory>
 #include <string>
@@ -12,6 +22,25 @@
 namespace wb = winattn_bench;
 
 namespace {
+
+// Bytes per second one thread streams (read + write), measured once in main(); 0 if not measured.
+double g_bandwidth = 0.0;
+
+double measure_bandwidth() {
+  const size_t n = size_t{64} << 20;  // 64 Mi floats: 256 MiB per array, far beyond any cache
+  std::vector<float> a(n, 1.0f), b(n, 0.0f);
+  double best = 0.0;
+  for (int run = 0; run < 5; ++run) {
+    const auto start = std::chrono::steady_clock::now();
+    const float *src = a.data();
+    float *dst = b.data();
+    for (size_t i = 0; i < n; ++i) dst[i] = src[i] * 1.0001f;
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    benchmark::DoNotOptimize(b.data());
+    best = std::max(best, 2.0 * sizeof(float) * static_cast<double>(n) / seconds);
+  }
+  return best;
+}
 
 struct AttnCase {
   std::string name;
@@ -30,6 +59,13 @@ struct AttnCase {
   }
   bool masked() const { return windows_override <= 0 && (shift[0] > 0 || shift[1] > 0 || shift[2] > 0); }
   int64_t windows() const { return windows_override > 0 ? windows_override : images * mask_windows(); }
+  double bytes() const {  // q, k, v in, out written, bias and masks read once
+    const double items = static_cast<double>(windows()) * static_cast<double>(heads);
+    double b = 4.0 * items * static_cast<double>(n() * head_dim) * sizeof(float);
+    if (bias) b += static_cast<double>(heads * n() * n()) * sizeof(float);
+    if (masked()) b += static_cast<double>(mask_windows() * n() * n()) * sizeof(float);
+    return b;
+  }
   double flops() const {
     return 4.0 * static_cast<double>(windows()) * static_cast<double>(heads) * static_cast<double>(n()) *
            static_cast<double>(n()) * static_cast<double>(head_dim);
@@ -51,6 +87,13 @@ std::vector<AttnCase> cases() {
   // Temporal attention across frames (AIM-style adapters on ViT-B/16): one window per patch, 12 heads of 64.
   c.push_back({"temporal_n8_4clips", 1, {8, 1, 1}, {8, 1, 1}, {0, 0, 0}, 12, 64, false, 4 * 196});
   c.push_back({"temporal_n16_2clips", 1, {16, 1, 1}, {16, 1, 1}, {0, 0, 0}, 12, 64, false, 2 * 196});
+  // The same items on data that stays in L2 (48 and 24 (window, head) items: q, k, v, out 384 KiB).
+  c.push_back({"temporal_n8_l2", 1, {8, 1, 1}, {8, 1, 1}, {0, 0, 0}, 12, 64, false, 4});
+  c.push_back({"temporal_n16_l2", 1, {16, 1, 1}, {16, 1, 1}, {0, 0, 0}, 12, 64, false, 2});
+  // Short windows of head_dim 32 (n 16, 25, 32: 4x4, 5x5, 2x4x4 windows) in L2 (16 items), with a bias.
+  c.push_back({"n16_d32_l2", 1, {1, 8, 8}, {1, 4, 4}, {0, 0, 0}, 4, 32, true, 0});
+  c.push_back({"n25_d32_l2", 1, {1, 10, 10}, {1, 5, 5}, {0, 0, 0}, 4, 32, true, 0});
+  c.push_back({"n32_d32_l2", 1, {2, 8, 8}, {2, 4, 4}, {0, 0, 0}, 4, 32, true, 0});
   // head_dim sweep at n 49 (stage 1 grid, 64 windows).
   c.push_back({"n49_d16_h6", 1, {1, 56, 56}, {1, 7, 7}, {0, 3, 3}, 6, 16, true, 0});
   c.push_back({"n49_d64_h3", 1, {1, 56, 56}, {1, 7, 7}, {0, 3, 3}, 3, 64, true, 0});
@@ -116,6 +159,11 @@ void run_case(benchmark::State &state, const AttnCase &c, const std::string &isa
   }
   if (state.error_occurred()) return;
   wb::set_flop_counters(state, c.flops(), threads);
+  constexpr double kCacheBytes = 64e6;  // beyond any L3 here: the call streams from memory
+  if (g_bandwidth > 0.0 && wb::peak_gflops(threads) > 0.0 && c.bytes() > kCacheBytes) {
+    const double bound_gflops = c.flops() / (c.bytes() / (g_bandwidth * threads)) / 1e9;
+    state.counters["bw_bound_pct"] = std::min(100.0, 100.0 * bound_gflops / wb::peak_gflops(threads));
+  }
   state.SetLabel(std::to_string(c.windows()) + "x" + std::to_string(c.heads) + " n" + std::to_string(c.n()) +
                  " d" + std::to_string(c.head_dim) + (c.bias ? " +bias" : "") + (c.masked() ? " +mask" : ""));
 }
@@ -124,6 +172,9 @@ void run_case(benchmark::State &state, const AttnCase &c, const std::string &isa
 
 int main(int argc, char **argv) {
   const wb::Options options = wb::initialize(&argc, argv, "bench_window_attention");
+  g_bandwidth = measure_bandwidth();
+  std::printf("Memory bandwidth, 1 thread (streaming read + write, fastest of 5): %.1f GB/s\n",
+              g_bandwidth / 1e9);
   for (const AttnCase &c : cases()) {
     for (size_t i = 0; i < options.isas.size(); ++i) {
       for (int threads : options.threads) {
