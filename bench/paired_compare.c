@@ -105,6 +105,12 @@ int main(int argc, char **argv) {
       {"attention temporal T=8 d64", 784, 12, 8, 64, 0, 0},
       {"attention temporal T=16 d64", 392, 12, 16, 64, 0, 0},
       {"attention video swin n392 bias", 8, 3, 392, 32, 0, 1},
+      /* short windows on data that stays in L2 */
+      {"attention T=8 d64 L2 (48 items)", 4, 12, 8, 64, 0, 0},
+      {"attention T=16 d64 L2 (24 items)", 2, 12, 16, 64, 0, 0},
+      {"attention n16 d32 bias L2", 4, 4, 16, 32, 0, 1},
+      {"attention n25 d32 bias L2", 4, 4, 25, 32, 0, 1},
+      {"attention n32 d32 bias L2", 4, 4, 32, 32, 0, 1},
   };
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; ++c) {
     const attention_case *k = &cases[c];

@@ -41,13 +41,18 @@ class SpreadPrefetch {
     const char *base = nullptr;
     int64_t lines = 0, next = 0, per_step = 0;
   };
+  // The position is kept in locals while the lines are issued (through the member, the compiler stored it
+  // back on every line: 5 instructions per prefetch instead of 2).
   void issue(Stream &s, int64_t count) const {
     const int64_t end = s.next + count < s.lines ? s.next + count : s.lines;
+    const char *p = s.base + s.next * 64;
+    const char *const stop = s.base + end * 64;
     if (to_l1_) {
-      for (; s.next < end; ++s.next) _mm_prefetch(s.base + s.next * 64, _MM_HINT_T0);
+      for (; p < stop; p += 64) _mm_prefetch(p, _MM_HINT_T0);
     } else {
-      for (; s.next < end; ++s.next) _mm_prefetch(s.base + s.next * 64, _MM_HINT_T1);
+      for (; p < stop; p += 64) _mm_prefetch(p, _MM_HINT_T1);
     }
+    if (end > s.next) s.next = end;
   }
   Stream streams_[AttentionShape::kPrefetchRanges];
   int count_ = 0;

@@ -12,7 +12,6 @@ const AttentionKernelInfo *const *f32_attention_kernels(size_t *count) {
       &f32_attention_short_16x2_avx512,     // n <= 16: several items per pass
       &f32_attention_rowmajor_6x64_avx512,  // n <= 16 (a fallback: the short kernel comes first)
       &f32_attention_qmajor_64x6_avx512,    // n > 16
-      &f32_attention_keys8_8x8_avx2,        // n <= 8: keys in the lanes, no reduction trees
       &f32_attention_short_8x2_avx2,        // n <= 16: several items per pass
       &f32_attention_rowmajor_4x24_avx2,    // n <= 16 (a fallback: the short kernel comes first)
       &f32_attention_qmajor_24x4_avx2,      // n > 16
