@@ -173,7 +173,7 @@ void WindowAttentionLayer::run(const float *input, int64_t batch, const int64_t 
 
   const int64_t chunk = windows_per_chunk(n, c, row_floats_, total_windows);
   const int64_t tasks = (total_windows + chunk - 1) / chunk;
-  const int threads = team_size(budget, tasks);
+  int threads = team_size(budget, tasks);
   const int64_t rows = chunk * n;
   // One plan per projection serves the whole call: `rows` rows. The last chunk may hold fewer windows: a
   // plan of winattn's GEMM computes its rows alone (forward_rows), a oneDNN one all `rows`, the ones after
@@ -187,6 +187,22 @@ void WindowAttentionLayer::run(const float *input, int64_t batch, const int64_t 
     fc2_plan = stages->fc2->prepare(rows);
     dnnl_bytes =
         std::max({dnnl_bytes, Linear::scratchpad_bytes(*fc1_plan), Linear::scratchpad_bytes(*fc2_plan)});
+  }
+  // Fewer chunks than threads (a stage-4 window at B = 1): the whole team runs each chunk, rows split
+  // evenly for every row-wise step (gather, norms, projections, MLP, scatter) and (window, head) items
+  // for the attention, with a barrier on each side of it. Only for a block whose projections are
+  // winattn's GEMM: it computes any subset of rows alone, with the bits of the whole (oneDNN's plans
+  // compute all their rows). At least kTeamRows rows a thread. The results are those of one thread.
+  constexpr int64_t kTeamRows = 16;
+  bool team_chunks = false;
+  if (stages != nullptr && Linear::computes_rows_alone(*qkv_plan) &&
+      Linear::computes_rows_alone(*proj_plan) && Linear::computes_rows_alone(*fc1_plan) &&
+      Linear::computes_rows_alone(*fc2_plan)) {
+    const int team = team_size(budget, std::min(total_windows, chunk) * n / kTeamRows);
+    if (team > threads && tasks < team) {
+      threads = team;
+      team_chunks = true;
+    }
   }
   // Per thread: x [rows][C] (the input; the layer's attention output; a block's residual stream), for a
   // block t [rows][C] (norm1(x), attention output, norm2(y) or the MLP output), wide [rows][3C] (qkv, then
@@ -237,10 +253,11 @@ void WindowAttentionLayer::run(const float *input, int64_t batch, const int64_t 
   shape.cosine = cosine;
   // The attention of windows [first, first + count) of a chunk: q, k, v read where the qkv projection wrote
   // them ([rows][3][heads][head_dim]), the output written as [rows][C].
-  auto attend = [&](int64_t first, int64_t count, const float *qkv, float *out, float *scratch) {
-    const int64_t items = count * heads;
-    for (int64_t first_item = 0; first_item < items; first_item += group) {
-      const int64_t group_size = std::min(group, items - first_item);
+  // Items [item_begin, item_end) of the chunk (item = window * heads + head).
+  auto attend_items = [&](int64_t first, const float *qkv, float *out, float *scratch, int64_t item_begin,
+                          int64_t item_end) {
+    for (int64_t first_item = item_begin; first_item < item_end; first_item += group) {
+      const int64_t group_size = std::min(group, item_end - first_item);
       AttentionItem group_items[kMaxBatchItems];
       for (int64_t i = 0; i < group_size; ++i) {
         const int64_t w = (first_item + i) / heads, h = (first_item + i) % heads;
@@ -268,6 +285,9 @@ void WindowAttentionLayer::run(const float *input, int64_t batch, const int64_t 
         kernel.run(shape, item.q, item.k, item.v, item.scale, item.terms, item.out, scratch);
       }
     }
+  };
+  auto attend = [&](int64_t first, int64_t count, const float *qkv, float *out, float *scratch) {
+    attend_items(first, qkv, out, scratch, 0, count * heads);
   };
   // A pre-norm (v1) block normalises where the layer only gathers, and adds attention and MLP into the
   // gathered input (the residual) through the projections' sum post-op.
@@ -356,8 +376,106 @@ void WindowAttentionLayer::run(const float *input, int64_t batch, const int64_t 
     }
   };
 
+  // The team sharing each chunk (team_chunks, above).
+  auto run_task_team = [&](int64_t task, int slot, int team) {
+    float *x = workspace;  // the chunk's activations in thread 0's block; attention scratch per thread
+    float *t = x + x_floats;
+    float *wide = t + t_floats;
+    float *scratch = workspace + per_thread * static_cast<size_t>(slot) + x_floats + t_floats + wide_floats;
+    const int64_t first = task * chunk;
+    const int64_t count = std::min(chunk, total_windows - first);
+    const int64_t used_rows = count * n;
+    const int64_t r0 = used_rows * slot / team, r1 = used_rows * (slot + 1) / team, rows_here = r1 - r0;
+    const TokenStages &s = *stages;
+    winattn_status why = WINATTN_STATUS_INTERNAL_ERROR;
+    bool ok = true;  // a failure skips work, never a barrier
+    auto check = [&](bool done) {
+      if (!done && ok) record(why);
+      ok = ok && done;
+    };
+    auto my_rows = [&](auto &&visit) {
+      for_each_window_row(g, first, count, [&](int64_t row, int64_t source) {
+        if (row >= r0 && row < r1) visit(row, source);
+      });
+    };
+    const size_t row_bytes = sizeof(float) * static_cast<size_t>(c);
+    if (pre_norm) {
+      my_rows([&](int64_t row, int64_t source) {
+        float *x_row = x + row * c, *t_row = t + row * c;
+        if (source < 0) {
+          std::memset(x_row, 0, row_bytes);
+          std::memset(t_row, 0, row_bytes);
+        } else {
+          std::memcpy(x_row, input + source * c, row_bytes);
+          layer_norm(x_row, nullptr, t_row, 1, c, c, s.norm1_weight, s.norm1_bias, s.norm_eps);
+        }
+      });
+    } else {
+      my_rows([&](int64_t row, int64_t source) {
+        if (source < 0) {
+          std::memset(x + row * c, 0, row_bytes);
+        } else {
+          std::memcpy(x + row * c, input + source * c, row_bytes);
+        }
+      });
+    }
+    if (rows_here > 0)
+      check(qkv_lease.forward_rows(slot, rows_here, (pre_norm ? t : x) + r0 * c, wide + r0 * 3 * c, nullptr,
+                                   &why));
+#pragma omp barrier
+    const int64_t items = count * heads;
+    if (ok) attend_items(first, wide, t, scratch, items * slot / team, items * (slot + 1) / team);
+#pragma omp barrier
+    if (pre_norm) {
+      if (rows_here > 0 && ok) {
+        check(proj_lease.forward_rows(slot, rows_here, t + r0 * c, x + r0 * c, nullptr, &why));
+        layer_norm(x + r0 * c, nullptr, t + r0 * c, rows_here, c, c, s.norm2_weight, s.norm2_bias,
+                   s.norm_eps);
+        if (ok)
+          check(fc1_lease->forward_rows(slot, rows_here, t + r0 * c, wide + r0 * hidden, nullptr, &why));
+        if (ok && gelu != nullptr) gelu(wide + r0 * hidden, rows_here * hidden);
+        if (ok)
+          check(fc2_lease->forward_rows(slot, rows_here, wide + r0 * hidden, x + r0 * c, nullptr, &why));
+        if (ok)
+          my_rows([&](int64_t row, int64_t source) {
+            if (source >= 0) std::memcpy(output + source * c, x + row * c, row_bytes);
+          });
+      }
+    } else {
+      if (rows_here > 0 && ok) {
+        check(proj_lease.forward_rows(slot, rows_here, t + r0 * c, wide + r0 * c, nullptr, &why));
+        layer_norm(wide + r0 * c, x + r0 * c, x + r0 * c, rows_here, c, c, s.norm1_weight, s.norm1_bias,
+                   s.norm_eps);
+      }
+      // fc1 writes rows of wide (hidden floats apart) that hold other threads' projections (c floats apart)
+      // until their norm has read them.
+#pragma omp barrier
+      if (rows_here > 0 && ok) {
+        check(fc1_lease->forward_rows(slot, rows_here, x + r0 * c, wide + r0 * hidden, nullptr, &why));
+        if (ok && gelu != nullptr) gelu(wide + r0 * hidden, rows_here * hidden);
+        if (ok)
+          check(fc2_lease->forward_rows(slot, rows_here, wide + r0 * hidden, t + r0 * c, nullptr, &why));
+        if (ok)
+          my_rows([&](int64_t row, int64_t source) {
+            if (source >= 0)
+              layer_norm(t + row * c, x + row * c, output + source * c, 1, c, c, s.norm2_weight, s.norm2_bias,
+                         s.norm_eps);
+          });
+      }
+    }
+    // The next chunk reuses the buffers: everyone done with this one first.
+#pragma omp barrier
+  };
+
   if (threads <= 1) {  // the calling thread alone: no team (starting one allocates; libgomp exits on failure)
     for (int64_t task = 0; task < tasks; ++task) run_task(task, 0);
+  } else if (team_chunks) {
+#pragma omp parallel num_threads(threads)
+    {
+      const int slot = thread_index();
+      const int team = omp_get_num_threads();
+      for (int64_t task = 0; task < tasks; ++task) run_task_team(task, slot, team);
+    }
   } else {
 #pragma omp parallel num_threads(threads)
     {

@@ -699,6 +699,10 @@ bool Linear::Lease::forward(int slot, const float *src, float *dst, void *scratc
   return run(*plan_, *executors_[static_cast<size_t>(slot)], src, dst, scratchpad, failure);
 }
 
+bool Linear::computes_rows_alone(const Plan &plan) {
+  return plan.gemm != nullptr;
+}
+
 bool Linear::Lease::forward_rows(int slot, int64_t rows, const float *src, float *dst, void *scratchpad,
                                  winattn_status *failure) const noexcept {
   if (plan_->gemm != nullptr) return run_native(*plan_, src, dst, accumulate_, rows);

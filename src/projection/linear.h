@@ -85,6 +85,9 @@ class Linear {
   // destroyed (trim() and the LRU skip it); a cached plan prepared again with pin becomes pinned.
   // Throws Error.
   std::shared_ptr<const Plan> prepare(int64_t rows, bool pin = false) const;
+  // Whether Lease::forward_rows on this plan computes exactly the rows it is given (winattn's GEMM; oneDNN
+  // plans compute all of theirs), so that threads may split one call's rows between them.
+  static bool computes_rows_alone(const Plan &plan);
   // Bytes of scratch a forward of this plan needs (the scratchpad argument).
   static size_t scratchpad_bytes(const Plan &plan);
 

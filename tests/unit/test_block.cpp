@@ -391,6 +391,34 @@ TEST_CASE("block: the same bits for 1, 2 and 3 threads, process setting and bloc
   }
 }
 
+TEST_CASE("block: fewer chunks than threads (the team shares a chunk) gives the one-thread bits") {
+  wt::DispatchGuard guard;
+  // One window (stage 4 at B = 1: 7x7 on a 7x7 grid, shifted: a masked window) and two windows of 5x5 on
+  // 5x10 (two chunks for three threads), a grid that pads (6x6 with window 4: 4 windows, 2 chunks), both
+  // orders; against the float64 reference too.
+  struct Case {
+    Triple grid, window, shift;
+  };
+  for (const Case &k : {Case{{1, 7, 7}, {1, 7, 7}, {0, 3, 3}}, Case{{1, 5, 10}, {1, 5, 5}, {0, 0, 0}},
+                        Case{{1, 6, 6}, {1, 4, 4}, {0, 2, 2}}}) {
+    for (bool post_norm : {false, true}) {
+      CAPTURE(post_norm);
+      CAPTURE(k.grid[2]);
+      const BlockSpec s = make_block(470, 1, k.grid, 48, 3, k.window, k.shift, post_norm, post_norm);
+      wt::Rng rng(9);
+      const auto input = rng.vec(s.size(), -2.0f, 2.0f);
+      REQUIRE(winattn_set_num_threads(1) == WINATTN_STATUS_OK);
+      const auto one = run_block(s, input);
+      check_against_reference(s, input, one);
+      for (int threads : {2, 3, 4}) {
+        CAPTURE(threads);
+        REQUIRE(winattn_set_num_threads(threads) == WINATTN_STATUS_OK);
+        CHECK(run_block(s, input) == one);
+      }
+    }
+  }
+}
+
 TEST_CASE("block: concurrent forwards on one block, other grids and batches per call, give the serial bits") {
   for (bool post_norm : {false, true}) {
     CAPTURE(post_norm);
