@@ -426,16 +426,19 @@ void WindowAttentionLayer::run(const float *input, int64_t batch, const int64_t 
     const int64_t items = count * heads;
     if (ok) attend_items(first, wide, t, scratch, items * slot / team, items * (slot + 1) / team);
 #pragma omp barrier
+    // This thread's rows of the MLP: fc1 (with GELU) from `in` into wide, fc2 from wide into `out`.
+    auto mlp_rows = [&](const float *in, float *out) {
+      if (ok) check(fc1_lease->forward_rows(slot, rows_here, in + r0 * c, wide + r0 * hidden, nullptr, &why));
+      if (ok && gelu != nullptr) gelu(wide + r0 * hidden, rows_here * hidden);
+      if (ok)
+        check(fc2_lease->forward_rows(slot, rows_here, wide + r0 * hidden, out + r0 * c, nullptr, &why));
+    };
     if (pre_norm) {
       if (rows_here > 0 && ok) {
         check(proj_lease.forward_rows(slot, rows_here, t + r0 * c, x + r0 * c, nullptr, &why));
         layer_norm(x + r0 * c, nullptr, t + r0 * c, rows_here, c, c, s.norm2_weight, s.norm2_bias,
                    s.norm_eps);
-        if (ok)
-          check(fc1_lease->forward_rows(slot, rows_here, t + r0 * c, wide + r0 * hidden, nullptr, &why));
-        if (ok && gelu != nullptr) gelu(wide + r0 * hidden, rows_here * hidden);
-        if (ok)
-          check(fc2_lease->forward_rows(slot, rows_here, wide + r0 * hidden, x + r0 * c, nullptr, &why));
+        mlp_rows(t, x);
         if (ok)
           my_rows([&](int64_t row, int64_t source) {
             if (source >= 0) std::memcpy(output + source * c, x + row * c, row_bytes);
@@ -451,10 +454,7 @@ void WindowAttentionLayer::run(const float *input, int64_t batch, const int64_t 
       // until their norm has read them.
 #pragma omp barrier
       if (rows_here > 0 && ok) {
-        check(fc1_lease->forward_rows(slot, rows_here, x + r0 * c, wide + r0 * hidden, nullptr, &why));
-        if (ok && gelu != nullptr) gelu(wide + r0 * hidden, rows_here * hidden);
-        if (ok)
-          check(fc2_lease->forward_rows(slot, rows_here, wide + r0 * hidden, t + r0 * c, nullptr, &why));
+        mlp_rows(x, t);
         if (ok)
           my_rows([&](int64_t row, int64_t source) {
             if (source >= 0)
