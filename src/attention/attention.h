@@ -91,6 +91,10 @@ constexpr int64_t kMaxBatchItems = 64;
 // The row-major kernels are picked up to this window length, the query-major ones past it (queries in the
 // lanes pay off past one AVX-512 vector of them; the same bound serves AVX2).
 constexpr int64_t kRowMajorMaxN = 16;
+// On AVX2 (8 lanes), one vector of queries: the query-major kernel is picked from 9 tokens on (measured on
+// Zen 3, paired, 1 thread: 1.10x at T = 16 head_dim 64, 1.30x at n = 16 head_dim 32, in cache 1.0-1.12x at
+// n = 9 and 12, 0.93x at n = 12 head_dim 64; see README, session 7).
+constexpr int64_t kRowMajorMaxNAvx2 = 8;
 
 // The f32 attention kernels, in dispatch order (the best first for the shapes it covers), the scalar
 // reference last. Built once; `count` receives the number of entries.

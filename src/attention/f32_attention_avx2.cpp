@@ -149,9 +149,9 @@ const AttentionKernelInfo f32_attention_rowmajor_4x24_avx2 = {
     1,
     false,
     Avx2::kRows,
-    Avx2::kColVecs * Avx2::kWidth,
+    Avx2::kColVecs *Avx2::kWidth,
     1,
-    kRowMajorMaxN,
+    kRowMajorMaxNAvx2,
     INT64_MAX,
     attention_impl::workspace_floats<Avx2>,
 };
@@ -164,15 +164,15 @@ const AttentionKernelInfo f32_attention_qmajor_24x4_avx2 = {
     nullptr,
     1,
     true,
-    Avx2::kTrBlockVecs * Avx2::kWidth,
+    Avx2::kTrBlockVecs *Avx2::kWidth,
     Avx2::tr_key_rows(Avx2::kTrBlockVecs),
-    kRowMajorMaxN + 1,
+    kRowMajorMaxNAvx2 + 1,
     INT64_MAX,
     INT64_MAX,
     attention_tr_impl::workspace_floats<Avx2>,
 };
 
 const TransposeTermsInfo f32_transpose_terms_8x8_avx2 = {"f32_transpose_terms_8x8_avx2", kFeatureAvx2,
-                                                  attention_tr_impl::transpose_terms<Avx2>};
+                                                         attention_tr_impl::transpose_terms<Avx2>};
 
 }  // namespace winattn::detail

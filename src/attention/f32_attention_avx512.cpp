@@ -147,7 +147,7 @@ const AttentionKernelInfo f32_attention_rowmajor_6x64_avx512 = {
     1,
     false,
     Avx512::kRows,
-    Avx512::kColVecs * Avx512::kWidth,
+    Avx512::kColVecs *Avx512::kWidth,
     1,
     kRowMajorMaxN,
     INT64_MAX,
@@ -162,7 +162,7 @@ const AttentionKernelInfo f32_attention_qmajor_64x6_avx512 = {
     nullptr,
     1,
     true,
-    Avx512::kTrBlockVecs * Avx512::kWidth,
+    Avx512::kTrBlockVecs *Avx512::kWidth,
     Avx512::tr_key_rows(Avx512::kTrBlockVecs),
     kRowMajorMaxN + 1,
     INT64_MAX,
@@ -170,7 +170,8 @@ const AttentionKernelInfo f32_attention_qmajor_64x6_avx512 = {
     attention_tr_impl::workspace_floats<Avx512>,
 };
 
-const TransposeTermsInfo f32_transpose_terms_16x16_avx512 = {"f32_transpose_terms_16x16_avx512", kFeatureAvx2 | kFeatureAvx512,
-                                                  attention_tr_impl::transpose_terms<Avx512>};
+const TransposeTermsInfo f32_transpose_terms_16x16_avx512 = {"f32_transpose_terms_16x16_avx512",
+                                                             kFeatureAvx2 | kFeatureAvx512,
+                                                             attention_tr_impl::transpose_terms<Avx512>};
 
 }  // namespace winattn::detail

@@ -11,8 +11,8 @@ namespace winattn::detail {
 
 namespace {
 
-void run_scalar(const AttentionShape &shape, const float *q, const float *k, const float *v,
-                          float scale, const AttentionTerms &terms, float *out, float *workspace) {
+void run_scalar(const AttentionShape &shape, const float *q, const float *k, const float *v, float scale,
+                const AttentionTerms &terms, float *out, float *workspace) {
   const int64_t n = shape.n, d = shape.head_dim;
   const float *bias = terms.bias, *mask = terms.mask;
   float *inv_k_norm = workspace;  // [n]
@@ -69,7 +69,18 @@ size_t workspace_floats(int64_t n, int64_t /*head_dim*/) {
 }  // namespace
 
 const AttentionKernelInfo f32_attention_rowmajor_1x1_scalar = {
-    "f32_attention_rowmajor_1x1_scalar", 0, run_scalar, nullptr, 1, false, 1, 1, 1, INT64_MAX, INT64_MAX, workspace_floats,
+    "f32_attention_rowmajor_1x1_scalar",
+    0,
+    run_scalar,
+    nullptr,
+    1,
+    false,
+    1,
+    1,
+    1,
+    INT64_MAX,
+    INT64_MAX,
+    workspace_floats,
 };
 
 }  // namespace winattn::detail

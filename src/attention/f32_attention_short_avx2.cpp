@@ -99,7 +99,8 @@ void run_short(const AttentionShape &shape, const AttentionItem *items, int64_t 
 
 }  // namespace
 
-// 8 query rows (lanes, quads of consecutive items) by 2 keys per logits step; any n in [1, kMaxN].
+// 8 query rows (lanes, quads of consecutive items) by 2 keys per logits step; any n in [1, kMaxN], picked
+// for n <= 8.
 const AttentionKernelInfo f32_attention_short_8x2_avx2 = {
     "f32_attention_short_8x2_avx2",
     kFeatureAvx2,
@@ -110,7 +111,7 @@ const AttentionKernelInfo f32_attention_short_8x2_avx2 = {
     ShortAvx2::kWidth,
     2,
     1,
-    attention_short_impl::kDispatchMaxN,
+    kRowMajorMaxNAvx2,  // past one vector of queries the query-major kernel wins on AVX2 (attention.h)
     attention_short_impl::kMaxN,
     attention_short_impl::workspace_floats<ShortAvx2>,
 };

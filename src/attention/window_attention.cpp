@@ -146,38 +146,38 @@ void window_attention(int64_t num_windows, int64_t num_heads, int64_t n, int64_t
     }
     return terms;
   };
-auto run_unit = [&](int64_t unit, float *scratch) {
-      if (kernel.run_batch != nullptr) {
-        const int64_t first = unit * group, count = std::min(group, items - first);
-        AttentionItem batch[kMaxBatchItems];
-        for (int64_t i = 0; i < count; ++i) {
-          const size_t offset = static_cast<size_t>((first + i) * head_stride);
-          batch[i].q = q + offset;
-          batch[i].k = k + offset;
-          batch[i].v = v + offset;
-          batch[i].out = out + offset;
-          batch[i].scale = scale;
-          batch[i].terms = terms_of(first + i);
-        }
-        kernel.run_batch(shape, batch, count, scratch);
-        return;
+  auto run_unit = [&](int64_t unit, float *scratch) {
+    if (kernel.run_batch != nullptr) {
+      const int64_t first = unit * group, count = std::min(group, items - first);
+      AttentionItem batch[kMaxBatchItems];
+      for (int64_t i = 0; i < count; ++i) {
+        const size_t offset = static_cast<size_t>((first + i) * head_stride);
+        batch[i].q = q + offset;
+        batch[i].k = k + offset;
+        batch[i].v = v + offset;
+        batch[i].out = out + offset;
+        batch[i].scale = scale;
+        batch[i].terms = terms_of(first + i);
       }
-      const int64_t item = unit;
-      const size_t offset = static_cast<size_t>(item * head_stride);
-      const AttentionTerms terms = terms_of(item);
-      // What the next item reads and writes, into L2 (L1 on AMD) while this one computes: without it the
-      // kernel waits on memory at its first touch of each, for batches larger than the caches. (Its bias and
-      // mask are shared between items and mostly in cache already.)
-      AttentionShape item_shape = shape;
-      if (item + 1 < items) {
-        const size_t next = offset + static_cast<size_t>(head_stride);
-        item_shape.prefetch[0] = {q + next, head_stride};
-        item_shape.prefetch[1] = {k + next, head_stride};
-        item_shape.prefetch[2] = {v + next, head_stride};
-        item_shape.prefetch[3] = {out + next, head_stride};
-      }
-      kernel.run(item_shape, q + offset, k + offset, v + offset, scale, terms, out + offset, scratch);
-    };
+      kernel.run_batch(shape, batch, count, scratch);
+      return;
+    }
+    const int64_t item = unit;
+    const size_t offset = static_cast<size_t>(item * head_stride);
+    const AttentionTerms terms = terms_of(item);
+    // What the next item reads and writes, into L2 (L1 on AMD) while this one computes: without it the
+    // kernel waits on memory at its first touch of each, for batches larger than the caches. (Its bias and
+    // mask are shared between items and mostly in cache already.)
+    AttentionShape item_shape = shape;
+    if (item + 1 < items) {
+      const size_t next = offset + static_cast<size_t>(head_stride);
+      item_shape.prefetch[0] = {q + next, head_stride};
+      item_shape.prefetch[1] = {k + next, head_stride};
+      item_shape.prefetch[2] = {v + next, head_stride};
+      item_shape.prefetch[3] = {out + next, head_stride};
+    }
+    kernel.run(item_shape, q + offset, k + offset, v + offset, scale, terms, out + offset, scratch);
+  };
   if (threads <= 1) {  // no team: starting one allocates, and libgomp exits when that fails
     for (int64_t h = 0; h < bias_count; ++h) transpose_terms(bias + h * n * n, n, bias_t + h * n * ld_t);
     for (int64_t unit = 0; unit < groups; ++unit) run_unit(unit, base);
