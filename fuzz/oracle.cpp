@@ -129,6 +129,7 @@ void check_attention_row(int64_t n, int64_t head_dim, const float *q_row, const 
       double mag = 0;
       for (size_t c = 0; c < D; ++c) mag += std::fabs(static_cast<double>(q_row[c]) * k[j * D + c]);
       if (!(std::fabs(scale) * mag + (bias_row ? std::fabs(bias_row[j]) : 0.0) <= 1e30)) return;
+      if (!(mag <= 1e30)) return;  // q . k could overflow before the scale applies (see below)
     }
     for (size_t c = 0; c < D; ++c)
       CHECK(out_row[c] == 0.0f, "%s: all logits -inf but out[%zu] = %g", where, c, out_row[c]);
@@ -149,6 +150,9 @@ void check_attention_row(int64_t n, int64_t head_dim, const float *q_row, const 
     const double b = bias_row ? bias_row[j] : 0.0, m = mask_row ? mask_row[j] : 0.0;
     const double a = std::fabs(sc) * mag + std::fabs(b) + std::fabs(m);
     if (!(a <= 1e30)) return;  // float32 logits could overflow: not pinned down
+    // The kernels form scale x (q . k): where q . k itself could overflow float32 (a scale of 0 or a tiny one
+    // on huge q and k), inf x 0 is NaN: not pinned down either (torch scales q first).
+    if (!(mag <= 1e30)) return;
     l[j] = sc * dot + b + m;
     el[j] = std::fabs(sc) * gam(static_cast<double>(D) + 2) * mag + gam(3) * a +
             kDenorm * (std::fabs(sc) * tiny + 2) * 4;
