@@ -1,6 +1,7 @@
 #include "cpu/dispatch.h"
 
 #include <cpuid.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdint>
@@ -137,6 +138,14 @@ const char *isa_level_name(CpuFeatures features) {
 bool cpu_is_amd() {
   static const bool amd = detect_amd();
   return amd;
+}
+
+int64_t cpu_l2_bytes() {
+  static const int64_t bytes = [] {
+    const long reported = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    return reported > 0 ? static_cast<int64_t>(reported) : int64_t{512} << 10;
+  }();
+  return bytes;
 }
 
 }  // namespace winattn::detail

@@ -44,4 +44,8 @@ const char *isa_level_name(CpuFeatures features);
 // condition for correctness.
 bool cpu_is_amd();
 
+// The size of one core's L2 cache in bytes (sysconf(_SC_LEVEL2_CACHE_SIZE), detected once; 512 KiB where the
+// system does not say): a tuning hint, never a condition for correctness.
+int64_t cpu_l2_bytes();
+
 }  // namespace winattn::detail
