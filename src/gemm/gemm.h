@@ -73,6 +73,7 @@ struct GemmKernelInfo {
   GemmFn run;
 };
 
+extern const GemmKernelInfo f32_gemm_12x32_broadcast_avx512;
 extern const GemmKernelInfo f32_gemm_6x16_broadcast_avx2;
 extern const GemmKernelInfo f32_gemm_scalar;  // the reference
 // In dispatch order, the scalar one last; `count` receives the number of entries.

@@ -74,6 +74,7 @@ const GemmKernelInfo f32_gemm_scalar = {"f32_gemm_scalar", 0, gemm};
 
 const GemmKernelInfo *const *f32_gemm_kernels(size_t *count) {
   static const GemmKernelInfo *const kKernels[] = {
+      &f32_gemm_12x32_broadcast_avx512,
       &f32_gemm_6x16_broadcast_avx2,
       &f32_gemm_scalar,
   };
