@@ -188,22 +188,26 @@ void WindowAttentionLayer::run(const float *input, int64_t batch, const int64_t 
     dnnl_bytes =
         std::max({dnnl_bytes, Linear::scratchpad_bytes(*fc1_plan), Linear::scratchpad_bytes(*fc2_plan)});
   }
-  // Fewer chunks than threads (a stage-4 window at B = 1): the whole team runs each chunk, rows split
-  // evenly for every row-wise step (gather, norms, projections, MLP, scatter) and (window, head) items
-  // for the attention, with a barrier on each side of it. Only for a block whose projections are
-  // winattn's GEMM: it computes any subset of rows alone, with the bits of the whole (oneDNN's plans
-  // compute all their rows). At least kTeamRows rows a thread. The results are those of one thread.
+  // Fewer chunks than threads (stage 3 and 4 at B = 1): a team of threads per chunk, every chunk its own
+  // team (team_width threads each), rows split evenly for every row-wise step (gather, norms, projections,
+  // MLP, scatter) and (window, head) items for the attention, with a barrier on each side of it. Only for a
+  // block whose projections are winattn's GEMM: it computes any subset of rows alone, with the bits of the
+  // whole (oneDNN's plans compute all their rows). At least kTeamRows rows a thread. The results are those
+  // of one thread.
   constexpr int64_t kTeamRows = 16;
-  bool team_chunks = false;
+  int team_width = 1;
   if (stages != nullptr && Linear::computes_rows_alone(*qkv_plan) &&
       Linear::computes_rows_alone(*proj_plan) && Linear::computes_rows_alone(*fc1_plan) &&
       Linear::computes_rows_alone(*fc2_plan)) {
-    const int team = team_size(budget, std::min(total_windows, chunk) * n / kTeamRows);
-    if (team > threads && tasks < team) {
-      threads = team;
-      team_chunks = true;
+    const int available = team_size(budget, INT64_MAX);  // the budget, or the process's thread count
+    const int64_t width =
+        std::min<int64_t>(available / tasks, std::min(total_windows, chunk) * n / kTeamRows);
+    if (width >= 2) {
+      team_width = static_cast<int>(width);
+      threads = static_cast<int>(tasks) * team_width;
     }
   }
+  const bool team_chunks = team_width > 1;
   // Per thread: x [rows][C] (the input; the layer's attention output; a block's residual stream), for a
   // block t [rows][C] (norm1(x), attention output, norm2(y) or the MLP output), wide [rows][3C] (qkv, then
   // the layer's projection output; a block's projection output and MLP hidden activations
@@ -376,16 +380,18 @@ void WindowAttentionLayer::run(const float *input, int64_t batch, const int64_t 
     }
   };
 
-  // The team sharing each chunk (team_chunks, above).
-  auto run_task_team = [&](int64_t task, int slot, int team) {
-    float *x = workspace;  // the chunk's activations in thread 0's block; attention scratch per thread
+  // The team sharing chunk `task` (team_chunks, above): `slot` is the thread's place in the whole team
+  // (its scratch and projection executors), `member` its place among the chunk's `team` threads.
+  auto run_task_team = [&](int64_t task, int slot, int member, int team) {
+    // The chunk's activations in the block of its first thread; attention scratch per thread.
+    float *x = workspace + per_thread * static_cast<size_t>(slot - member);
     float *t = x + x_floats;
     float *wide = t + t_floats;
     float *scratch = workspace + per_thread * static_cast<size_t>(slot) + x_floats + t_floats + wide_floats;
     const int64_t first = task * chunk;
     const int64_t count = std::min(chunk, total_windows - first);
     const int64_t used_rows = count * n;
-    const int64_t r0 = used_rows * slot / team, r1 = used_rows * (slot + 1) / team, rows_here = r1 - r0;
+    const int64_t r0 = used_rows * member / team, r1 = used_rows * (member + 1) / team, rows_here = r1 - r0;
     const TokenStages &s = *stages;
     winattn_status why = WINATTN_STATUS_INTERNAL_ERROR;
     bool ok = true;  // a failure skips work, never a barrier
@@ -424,7 +430,7 @@ void WindowAttentionLayer::run(const float *input, int64_t batch, const int64_t 
                                    &why));
 #pragma omp barrier
     const int64_t items = count * heads;
-    if (ok) attend_items(first, wide, t, scratch, items * slot / team, items * (slot + 1) / team);
+    if (ok) attend_items(first, wide, t, scratch, items * member / team, items * (member + 1) / team);
 #pragma omp barrier
     // This thread's rows of the MLP: fc1 (with GELU) from `in` into wide, fc2 from wide into `out`.
     auto mlp_rows = [&](const float *in, float *out) {
@@ -463,7 +469,7 @@ void WindowAttentionLayer::run(const float *input, int64_t batch, const int64_t 
           });
       }
     }
-    // The next chunk reuses the buffers: everyone done with this one first.
+    // Everyone done with the chunk before the call returns.
 #pragma omp barrier
   };
 
@@ -472,9 +478,15 @@ void WindowAttentionLayer::run(const float *input, int64_t batch, const int64_t 
   } else if (team_chunks) {
 #pragma omp parallel num_threads(threads)
     {
+      // One chunk per team: every thread passes the same barriers the same number of times. (Should the
+      // runtime start fewer threads than asked, the whole team runs every chunk in turn instead.)
       const int slot = thread_index();
-      const int team = omp_get_num_threads();
-      for (int64_t task = 0; task < tasks; ++task) run_task_team(task, slot, team);
+      const int started = omp_get_num_threads();
+      if (started == threads) {
+        run_task_team(slot / team_width, slot, slot % team_width, team_width);
+      } else {
+        for (int64_t task = 0; task < tasks; ++task) run_task_team(task, slot, slot, started);
+      }
     }
   } else {
 #pragma omp parallel num_threads(threads)

@@ -391,7 +391,7 @@ TEST_CASE("block: the same bits for 1, 2 and 3 threads, process setting and bloc
   }
 }
 
-TEST_CASE("block: fewer chunks than threads (the team shares a chunk) gives the one-thread bits") {
+TEST_CASE("block: fewer chunks than threads (a team of threads per chunk) gives the one-thread bits") {
   wt::DispatchGuard guard;
   // One window (stage 4 at B = 1: 7x7 on a 7x7 grid, shifted: a masked window) and two windows of 5x5 on
   // 5x10 (two chunks for three threads), a grid that pads (6x6 with window 4: 4 windows, 2 chunks), both
@@ -399,8 +399,11 @@ TEST_CASE("block: fewer chunks than threads (the team shares a chunk) gives the 
   struct Case {
     Triple grid, window, shift;
   };
+  // Then two chunks of one and of two 7x7 windows (7x14, 14x14): with 4..8 threads a team per chunk (two
+  // teams of 2, 3 or 4 threads).
   for (const Case &k : {Case{{1, 7, 7}, {1, 7, 7}, {0, 3, 3}}, Case{{1, 5, 10}, {1, 5, 5}, {0, 0, 0}},
-                        Case{{1, 6, 6}, {1, 4, 4}, {0, 2, 2}}}) {
+                        Case{{1, 6, 6}, {1, 4, 4}, {0, 2, 2}}, Case{{1, 7, 14}, {1, 7, 7}, {0, 3, 3}},
+                        Case{{1, 14, 14}, {1, 7, 7}, {0, 3, 3}}}) {
     for (bool post_norm : {false, true}) {
       CAPTURE(post_norm);
       CAPTURE(k.grid[2]);
@@ -410,7 +413,7 @@ TEST_CASE("block: fewer chunks than threads (the team shares a chunk) gives the 
       REQUIRE(winattn_set_num_threads(1) == WINATTN_STATUS_OK);
       const auto one = run_block(s, input);
       check_against_reference(s, input, one);
-      for (int threads : {2, 3, 4}) {
+      for (int threads : {2, 3, 4, 5, 6, 8}) {
         CAPTURE(threads);
         REQUIRE(winattn_set_num_threads(threads) == WINATTN_STATUS_OK);
         CHECK(run_block(s, input) == one);
