@@ -136,19 +136,9 @@ void gemm(const GemmArgs &g) {
   for (int j = 0; j < 16; ++j) lanes[j] = j < last_width ? -1 : 0;
   const __m256i mask0 = _mm256_load_si256(reinterpret_cast<const __m256i *>(lanes));
   const __m256i mask1 = _mm256_load_si256(reinterpret_cast<const __m256i *>(lanes + 8));
-  constexpr int64_t kStreamedBytes = int64_t{1} << 20;
-  const bool streamed = layout.packed_floats() * static_cast<int64_t>(sizeof(float)) > kStreamedBytes;
-  // The rows in blocks whose k-block of src (rows x kc floats) stays in L2 while every panel runs over it:
-  // at most kBlockFloats (192 KiB). Without this, 768-row calls (AIM's temporal layer at C = 768) streamed
-  // src from L3 once per panel and ran at 0.75x oneDNN. Blocks are as even as possible.
-  constexpr int64_t kBlockFloats = 48 * 1024;
-  const int64_t block_target = std::max<int64_t>(kMr, kBlockFloats / layout.block_size(0) / kMr * kMr);
-  const int64_t blocks = (g.rows + block_target - 1) / block_target;
-  for (int64_t i = 0, m0 = 0; i < blocks; ++i) {
-    const int64_t rows = g.rows / blocks + (i < g.rows % blocks ? 1 : 0);
-    gemm_rows(g, m0, rows, mask0, mask1, streamed);
-    m0 += rows;
-  }
+  const bool streamed = layout.weights_streamed();
+  layout.for_each_row_block(
+      g.rows, kMr, [&](int64_t m0, int64_t rows) { gemm_rows(g, m0, rows, mask0, mask1, streamed); });
 }
 
 }  // namespace

@@ -142,18 +142,9 @@ void gemm(const GemmArgs &g) {
   const GemmLayout &layout = *g.layout;
   const int64_t last_width = layout.out - (layout.panels - 1) * GemmLayout::kNr;
   const __mmask16 last_mask = static_cast<__mmask16>((1u << last_width) - 1u);
-  constexpr int64_t kStreamedBytes = int64_t{1} << 20;
-  const bool streamed = layout.packed_floats() * static_cast<int64_t>(sizeof(float)) > kStreamedBytes;
-  // The rows in blocks whose k-block of src stays in L2 while every panel runs over it (as the AVX2
-  // kernel, gemm_avx2.cpp): at most kBlockFloats (192 KiB), blocks as even as possible.
-  constexpr int64_t kBlockFloats = 48 * 1024;
-  const int64_t block_target = std::max<int64_t>(kMr, kBlockFloats / layout.block_size(0) / kMr * kMr);
-  const int64_t blocks = (g.rows + block_target - 1) / block_target;
-  for (int64_t i = 0, m0 = 0; i < blocks; ++i) {
-    const int64_t rows = g.rows / blocks + (i < g.rows % blocks ? 1 : 0);
-    gemm_rows(g, m0, rows, last_mask, streamed);
-    m0 += rows;
-  }
+  const bool streamed = layout.weights_streamed();
+  layout.for_each_row_block(g.rows, kMr,
+                            [&](int64_t m0, int64_t rows) { gemm_rows(g, m0, rows, last_mask, streamed); });
 }
 
 }  // namespace
