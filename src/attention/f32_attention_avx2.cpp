@@ -17,7 +17,16 @@ struct Avx2 {
   // Query-major kernel: blocks of up to 3 query vectors; tiles of 12 accumulators.
   static constexpr int kTrBlockVecs = 3;
   static constexpr int tr_key_rows(int vecs) { return vecs == 3 ? 4 : vecs == 2 ? 6 : 12; }
-  static constexpr int tr_out_cols(int vecs) { return tr_key_rows(vecs); }
+  static constexpr int tr_out_cols(int vecs) { return tr_key_rows(vecs); }  // out^T tiles (long windows)
+  // Its P V row-major up to kTrRowMajorOutputMaxN tokens: output tiles of pv_rows(vecs) rows by `vecs`
+  // channel vectors (at most kPvMaxVecs), about 12 accumulators. Measured on Zen 3 (1 thread, against the
+  // out^T tiles and their transposes): n = 16 head_dim 32 1.06-1.10x, T = 16 head_dim 64 1.05-1.12x, n = 25
+  // 1.04-1.05x, but n = 32 0.94-0.96x, n = 49..128 0.99-1.02x, n = 98 0.93-0.99x; slabs of 8 vectors
+  // (head_dim 64 in one) 0.78x at n = 64 (9 loads per 8 FMAs), of 2 vectors 0.96-0.98x of 4.
+  static constexpr int kRegs = 16;
+  static constexpr int kPvMaxVecs = 4;
+  static constexpr int64_t kTrRowMajorOutputMaxN = 31;
+  static constexpr int pv_rows(int vecs) { return vecs >= 12 ? 1 : 12 / vecs; }
 
   static Vec zero() { return _mm256_setzero_ps(); }
   static Vec set1(float x) { return _mm256_set1_ps(x); }

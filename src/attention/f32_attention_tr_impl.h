@@ -5,11 +5,12 @@
 //   2. per block of up to kBlockVecs query vectors: logits^T tiles (key rows x query vectors) start from
 //      bias^T + mask^T and accumulate k_j (broadcast) times Q^T; the column maxima are vector maxima;
 //   3. softmax in place: exp(s - max) and the column sums, all element-wise;
-//   4. out^T = V^T P^T (v_jc broadcast), scaled by 1/sum element-wise, and transposed in registers into the
-//      strided destination rows.
-// No horizontal reduction anywhere, and P V broadcasts once per kBlockVecs FMAs. Bias and mask come
-// transposed and padded ([n][ld_bias_t], see AttentionTerms). Lanes past n compute on zero queries and are
-// never stored.
+//   4. short windows (up to the ISA's kTrRowMajorOutputMaxN): out = P V row-major, the weights P[i][j]
+//      broadcast from P^T and the rows of v read where they are, each output row scaled by its 1/sum and
+//      stored straight into its strided destination row; longer ones: out^T = V^T P^T (v_jc broadcast),
+//      scaled by 1/sum element-wise and transposed in registers into the destination rows.
+// No horizontal reduction anywhere. Bias and mask come transposed and padded ([n][ld_bias_t], see
+// AttentionTerms). Lanes past n compute on zero queries and are never stored.
 #pragma once
 
 #include <cmath>
@@ -31,6 +32,8 @@ struct Kernel {
   static constexpr int kBlockVecs = T::kTrBlockVecs;  // query vectors per block
   static constexpr int kBlock = kBlockVecs * W;       // row stride of the block's scratch
   static constexpr int64_t kMaxSingleRows = 2;
+  // P V row-major (pv_tile) up to this window length, out^T tiles past it (the ISA's choice, measured).
+  static constexpr int64_t kRowMajorOutputMaxN = T::kTrRowMajorOutputMaxN;
 
   struct Context {
     int64_t n, d, n_pad;
@@ -46,8 +49,8 @@ struct Kernel {
     const float *bias_t, *mask_t;  // transposed: [n][ld_bias_t], [n][ld_mask_t], or null
     int64_t ld_bias_t, ld_mask_t;
     const float *bias, *mask;  // the same, not transposed ([n][n]), for single_row
+    float *ot;                 // [d_pad][kBlock]: out^T of the block (n > kRowMajorOutputMaxN)
     float *st;                 // [n][kBlock]: logits^T, then probabilities^T, of the block
-    float *ot;                 // [d_pad][kBlock]: out^T of the block
     // [2][kBlock]: column maxima, then 1 / column sums. In memory, not registers: a tile's 24 accumulators,
     // its query vectors and these would not fit the register file together.
     float *stats;
@@ -59,23 +62,34 @@ struct Kernel {
   // acc[r][u] += sum over s < steps of a[r * a_row + s * a_step] (broadcast) * b[s * b_step + u * W]: the
   // rank-1 updates both products are made of. Small tiles have too few accumulators to cover the FMA
   // latency: a second set takes the odd s. The split depends on the shape only, so results do not depend
-  // on the thread count.
-  template <int R, int IV>
-  static inline void accumulate(const float *a, int64_t a_row, int64_t a_step, const float *b, int64_t b_step,
-                                int64_t steps, V (&acc)[R][IV]) {
+  // on the thread count. kRowPointers: the rows of a are far apart (the logits' key rows): each gets its own
+  // pointer, so that one offset per step addresses all of them (no address arithmetic per row in the loop;
+  // n = 16 1.04x, T = 16 1.04x), from 6 rows on (4: 0.98-0.99x). Adjacent rows (P V's channels) keep one
+  // pointer and constant offsets.
+  template <int R, int IV, bool kRowPointers>
+  __attribute__((always_inline)) static inline void accumulate(const float *a, int64_t a_row, int64_t a_step,
+                                                               const float *b, int64_t b_step, int64_t steps,
+                                                               V (&acc)[R][IV]) {
     constexpr bool kSplit = R * IV < 8;
     V odd[R][IV];
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r)
 #pragma GCC unroll 16
       for (int u = 0; u < IV; ++u) odd[r][u] = T::zero();
+    const float *ar[R];
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      ar[r] = a + r * a_row;
+      if constexpr (kRowPointers) asm("" : "+r"(ar[r]));  // opaque: else rebuilt from a and a_row
+    }
     auto step = [&](int64_t s, V(&x)[R][IV]) {
       V bv[IV];
 #pragma GCC unroll 16
       for (int u = 0; u < IV; ++u) bv[u] = T::load(b + s * b_step + u * W);
+      const int64_t offset = s * a_step;
 #pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
-        const V ab = T::broadcast(a + r * a_row + s * a_step);
+        const V ab = T::broadcast(ar[r] + offset);
 #pragma GCC unroll 16
         for (int u = 0; u < IV; ++u) x[r][u] = T::fmadd(ab, bv[u], x[r][u]);
       }
@@ -98,7 +112,7 @@ struct Kernel {
 
   // Key rows [j0, j0 + R) x query vectors [i0, i0 + IV*W) of logits^T into ctx.st; updates col_max.
   template <int R, int IV>
-  static inline void logits_tile(const Context &ctx, int64_t j0, int64_t i0) {
+  __attribute__((always_inline)) static inline void logits_tile(const Context &ctx, int64_t j0, int64_t i0) {
     ctx.prefetch->step();
     V acc[R][IV];
     // The terms' rows may end at n (a symmetric mask passed as its own transpose): the last vector of a
@@ -119,7 +133,7 @@ struct Kernel {
         acc[r][u] = init;
       }
     }
-    accumulate<R, IV>(ctx.k + j0 * ctx.ld_k, ctx.ld_k, 1, ctx.qt + i0, ctx.n_pad, ctx.d, acc);
+    accumulate<R, IV, (R >= 6)>(ctx.k + j0 * ctx.ld_k, ctx.ld_k, 1, ctx.qt + i0, ctx.n_pad, ctx.d, acc);
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r)
 #pragma GCC unroll 16
@@ -141,16 +155,102 @@ struct Kernel {
     logits_tile<R, IV>(ctx, j0, i0);
   }
 
-  // Channels [c0, c0 + CT) x query vectors of out^T = (V^T P^T) / sum into ctx.ot.
+  // Output rows [r0, r0 + RO) of the block (query i0 + r0 + t) x channel vectors [c0, c0 + CV * W), the
+  // last one `last` lanes wide: out_i = (sum_j P^T[j][i] v_j) / sum_i, the weights broadcast from the
+  // block's probabilities^T and the rows of v read where they are, stored straight into the output rows
+  // (no out^T and no transpose). Accumulates over j in order, one chain per (row, vector).
+  template <int RO, int CV>
+  __attribute__((always_inline)) static inline void pv_tile(const Context &ctx, int64_t i0, int64_t r0,
+                                                            int64_t c0, int last) {
+    ctx.prefetch->step();
+    constexpr bool kPreloadV = RO * CV + CV + 1 <= T::kRegs;  // else the weights first, v a vector at a time
+    const bool partial = last < W;
+    const auto tail = T::first_lanes(last);
+    auto load_v = [&](const float *p, int u) __attribute__((always_inline)) {
+      return partial && u == CV - 1 ? T::maskz_loadu(tail, p) : T::loadu(p);
+    };
+    V acc[RO][CV];
+#pragma GCC unroll 16
+    for (int t = 0; t < RO; ++t)
+#pragma GCC unroll 16
+      for (int u = 0; u < CV; ++u) acc[t][u] = T::zero();
+    const float *p = ctx.st + r0;
+    const float *v = ctx.v + c0;
+    const int64_t n = ctx.n, ld_v = ctx.ld_v;
+#pragma GCC unroll 2
+    for (int64_t j = 0; j < n; ++j, p += kBlock, v += ld_v) {
+      if constexpr (kPreloadV) {
+        V vv[CV];
+#pragma GCC unroll 16
+        for (int u = 0; u < CV; ++u) vv[u] = load_v(v + u * W, u);
+#pragma GCC unroll 16
+        for (int t = 0; t < RO; ++t) {
+          const V w = T::broadcast(p + t);
+#pragma GCC unroll 16
+          for (int u = 0; u < CV; ++u) acc[t][u] = T::fmadd(w, vv[u], acc[t][u]);
+        }
+      } else {
+        V w[RO];
+#pragma GCC unroll 16
+        for (int t = 0; t < RO; ++t) w[t] = T::broadcast(p + t);
+#pragma GCC unroll 16
+        for (int u = 0; u < CV; ++u) {
+          const V vu = load_v(v + u * W, u);
+#pragma GCC unroll 16
+          for (int t = 0; t < RO; ++t) acc[t][u] = T::fmadd(w[t], vu, acc[t][u]);
+        }
+      }
+    }
+#pragma GCC unroll 16
+    for (int t = 0; t < RO; ++t) {
+      const V inv = T::broadcast(ctx.stats + kBlock + r0 + t);
+      float *dst = ctx.out + (i0 + r0 + t) * ctx.ld_out + c0;
+#pragma GCC unroll 16
+      for (int u = 0; u < CV; ++u) {
+        const V y = T::mul(acc[t][u], inv);
+        if (partial && u == CV - 1) {
+          T::mask_storeu(dst + u * W, tail, y);
+        } else {
+          T::storeu(dst + u * W, y);
+        }
+      }
+    }
+  }
+
+  // Output rows [r0, r0 + rows) of the block, rows <= pv_rows(CV), as one tile.
+  template <int RO, int CV>
+  static inline void pv_rows(const Context &ctx, int64_t i0, int64_t r0, int rows, int64_t c0, int last) {
+    if constexpr (RO > 1) {
+      if (rows < RO) return pv_rows<RO - 1, CV>(ctx, i0, r0, rows, c0, last);
+    }
+    pv_tile<RO, CV>(ctx, i0, r0, c0, last);
+  }
+
+  // Output rows [0, rows) of the block, channels [c0, c0 + CV * W) (the last vector `last` lanes wide), in
+  // tiles of nearly equal height.
+  template <int CV>
+  static void pv_slab(const Context &ctx, int64_t i0, int64_t rows, int64_t c0, int last) {
+    constexpr int RO = T::pv_rows(CV);
+    const int64_t tiles = (rows + RO - 1) / RO;
+    int64_t r0 = 0;
+    for (int64_t t = 0; t < tiles; ++t) {
+      const int height = static_cast<int>((rows - r0 + (tiles - t) - 1) / (tiles - t));
+      pv_rows<RO, CV>(ctx, i0, r0, height, c0, last);
+      r0 += height;
+    }
+  }
+
+  // Long windows: channels [c0, c0 + CT) x query vectors of out^T = (V^T P^T) / sum into ctx.ot (the
+  // v_jc broadcast, P^T rows loaded), transposed into the output afterwards (output_transposed).
   template <int CT, int IV>
-  static inline void output_tile(const Context &ctx, int64_t c0) {
+  __attribute__((always_inline)) static inline void out_t_tile(const Context &ctx, int64_t c0) {
     ctx.prefetch->step();
     V acc[CT][IV];
 #pragma GCC unroll 16
     for (int t = 0; t < CT; ++t)
 #pragma GCC unroll 16
       for (int u = 0; u < IV; ++u) acc[t][u] = T::zero();
-    accumulate<CT, IV>(ctx.v + c0, 1, ctx.ld_v, ctx.st, kBlock, ctx.n, acc);
+    accumulate<CT, IV, false>(ctx.v + c0, 1, ctx.ld_v, ctx.st, kBlock, ctx.n, acc);
 #pragma GCC unroll 16
     for (int t = 0; t < CT; ++t)
 #pragma GCC unroll 16
@@ -159,17 +259,96 @@ struct Kernel {
   }
 
   template <int CT, int IV>
-  static inline void output_cols(const Context &ctx, int64_t c0, int cols) {
+  static inline void out_t_cols(const Context &ctx, int64_t c0, int cols) {
     if constexpr (CT > 1) {
-      if (cols < CT) return output_cols<CT - 1, IV>(ctx, c0, cols);
+      if (cols < CT) return out_t_cols<CT - 1, IV>(ctx, c0, cols);
     }
-    output_tile<CT, IV>(ctx, c0);
+    out_t_tile<CT, IV>(ctx, c0);
   }
 
-  // Query rows [i0, i0 + IV*W) (those below n) of the output.
+  // out of the block's query rows [i0, i0 + IV*W) through out^T: tiles of channels x query vectors, then
+  // W x W blocks transposed in registers; rows past n and channels past d are not stored.
   template <int IV>
+  static void output_transposed(const Context &ctx, int64_t i0) {
+    constexpr int CT = T::tr_out_cols(IV);
+    int64_t c0 = 0;
+    for (; c0 + CT <= ctx.d; c0 += CT) {
+      // Two tiles of similar width rather than a full one and a sliver.
+      if (ctx.d - c0 > CT && ctx.d - c0 < CT + CT / 2) break;
+      out_t_tile<CT, IV>(ctx, c0);
+    }
+    while (c0 < ctx.d) {
+      const int64_t rest = ctx.d - c0;
+      const int cols = static_cast<int>(rest > CT ? (rest + 1) / 2 : rest);
+      out_t_cols<CT, IV>(ctx, c0, cols);
+      c0 += cols;
+    }
+    for (int u = 0; u < IV; ++u) {
+      const int64_t row0 = i0 + u * W;
+      if (row0 >= ctx.n) break;
+      const int64_t rows = ctx.n - row0 < W ? ctx.n - row0 : W;
+      for (int64_t cb = 0; cb < ctx.d; cb += W) {
+        const int64_t width = ctx.d - cb < W ? ctx.d - cb : W;
+        V x[W];
+#pragma GCC unroll 16
+        for (int t = 0; t < W; ++t)
+          x[t] = t < width ? T::load(ctx.ot + (cb + t) * kBlock + u * W) : T::zero();
+        T::transpose(x);
+        float *dst = ctx.out + row0 * ctx.ld_out + cb;
+        if (width == W && rows == W) {  // constant indices: x stays in registers
+#pragma GCC unroll 16
+          for (int r = 0; r < W; ++r) T::storeu(dst + r * ctx.ld_out, x[r]);
+        } else if (width == W) {
+          for (int64_t r = 0; r < rows; ++r) T::storeu(dst + r * ctx.ld_out, x[r]);
+        } else {
+          const auto valid = T::first_lanes(width);
+          for (int64_t r = 0; r < rows; ++r) T::mask_storeu(dst + r * ctx.ld_out, valid, x[r]);
+        }
+      }
+    }
+  }
+
+  // out = P V / sum of the block's query rows [i0, i0 + IV*W) (those below n), row-major, in slabs of at
+  // most kPvMaxVecs channel vectors of nearly equal width.
+  template <int IV>
+  static void output_row_major(const Context &ctx, int64_t i0) {
+    static_assert(T::kPvMaxVecs == 4 || T::kPvMaxVecs == 8, "slab width cases below");
+    const int64_t rows = ctx.n - i0 < IV * W ? ctx.n - i0 : IV * W;  // below n and the block's vectors
+    const int64_t d_vecs = (ctx.d + W - 1) / W;
+    const int64_t slabs = (d_vecs + T::kPvMaxVecs - 1) / T::kPvMaxVecs;
+    int64_t vec0 = 0;
+    for (int64_t s = 0; s < slabs; ++s) {
+      const int64_t vecs = (d_vecs - vec0 + (slabs - s) - 1) / (slabs - s);
+      const int64_t c0 = vec0 * W;
+      const int last = static_cast<int>(ctx.d - c0 - (vecs - 1) * W < W ? ctx.d - c0 - (vecs - 1) * W : W);
+      if (vecs == 1) {
+        pv_slab<1>(ctx, i0, rows, c0, last);
+      } else if (vecs == 2) {
+        pv_slab<2>(ctx, i0, rows, c0, last);
+      } else if (vecs == 3) {
+        pv_slab<3>(ctx, i0, rows, c0, last);
+      } else if (vecs == 4) {
+        pv_slab<4>(ctx, i0, rows, c0, last);
+      } else if constexpr (T::kPvMaxVecs == 8) {
+        if (vecs == 5) {
+          pv_slab<5>(ctx, i0, rows, c0, last);
+        } else if (vecs == 6) {
+          pv_slab<6>(ctx, i0, rows, c0, last);
+        } else if (vecs == 7) {
+          pv_slab<7>(ctx, i0, rows, c0, last);
+        } else {
+          pv_slab<8>(ctx, i0, rows, c0, last);
+        }
+      }
+      vec0 += vecs;
+    }
+  }
+
+  // Query rows [i0, i0 + IV*W) (those below n) of the output; P V row-major or through out^T (two
+  // instantiations, so that each keeps the code it was measured with).
+  template <int IV, bool kRowMajorOut>
   static void block(const Context &ctx, int64_t i0) {
-    constexpr int R = T::tr_key_rows(IV), CT = T::tr_out_cols(IV);
+    constexpr int R = T::tr_key_rows(IV);
 #pragma GCC unroll 16
     for (int u = 0; u < IV; ++u)
       T::store(ctx.stats + u * W, T::set1(-std::numeric_limits<float>::infinity()));
@@ -214,42 +393,10 @@ struct Kernel {
 #pragma GCC unroll 16
     for (int u = 0; u < IV; ++u) T::store(ctx.stats + kBlock + u * W, T::recip_or_zero(sum[u]));
 
-    int64_t c0 = 0;
-    for (; c0 + CT <= ctx.d; c0 += CT) {
-      // Two tiles of similar width rather than a full one and a sliver.
-      if (ctx.d - c0 > CT && ctx.d - c0 < CT + CT / 2) break;
-      output_tile<CT, IV>(ctx, c0);
-    }
-    while (c0 < ctx.d) {
-      const int64_t rest = ctx.d - c0;
-      const int cols = static_cast<int>(rest > CT ? (rest + 1) / 2 : rest);
-      output_cols<CT, IV>(ctx, c0, cols);
-      c0 += cols;
-    }
-
-    // out^T -> out: W x W blocks transposed in registers; rows past n and channels past d are not stored.
-    for (int u = 0; u < IV; ++u) {
-      const int64_t row0 = i0 + u * W;
-      if (row0 >= ctx.n) break;
-      const int64_t rows = ctx.n - row0 < W ? ctx.n - row0 : W;
-      for (int64_t cb = 0; cb < ctx.d; cb += W) {
-        const int64_t width = ctx.d - cb < W ? ctx.d - cb : W;
-        V x[W];
-#pragma GCC unroll 16
-        for (int t = 0; t < W; ++t)
-          x[t] = t < width ? T::load(ctx.ot + (cb + t) * kBlock + u * W) : T::zero();
-        T::transpose(x);
-        float *dst = ctx.out + row0 * ctx.ld_out + cb;
-        if (width == W && rows == W) {  // constant indices: x stays in registers
-#pragma GCC unroll 16
-          for (int r = 0; r < W; ++r) T::storeu(dst + r * ctx.ld_out, x[r]);
-        } else if (width == W) {
-          for (int64_t r = 0; r < rows; ++r) T::storeu(dst + r * ctx.ld_out, x[r]);
-        } else {
-          const auto valid = T::first_lanes(width);
-          for (int64_t r = 0; r < rows; ++r) T::mask_storeu(dst + r * ctx.ld_out, valid, x[r]);
-        }
-      }
+    if constexpr (kRowMajorOut) {
+      output_row_major<IV>(ctx, i0);
+    } else {
+      output_transposed<IV>(ctx, i0);
     }
   }
 
@@ -357,13 +504,13 @@ struct Kernel {
                   const AttentionTerms &terms, float *out, float *workspace) {
     const int64_t n = shape.n, d = shape.head_dim;
     const int64_t n_pad = round_up(n, W), d_pad = round_up(d, W);
-    float *qt = workspace;               // [d][n_pad]
-    float *row_scale = qt + d * n_pad;   // [n_pad]
-    float *st = row_scale + n_pad;       // [n][kBlock]
-    float *ot = st + n * kBlock;         // [d_pad][kBlock]
-    float *stats = ot + d_pad * kBlock;  // [2][kBlock]
-    float *row = stats + 2 * kBlock;     // [n_pad]
-    float *k_unit = row + n_pad;         // [n][d], cosine attention only
+    float *qt = workspace;              // [d][n_pad]
+    float *row_scale = qt + d * n_pad;  // [n_pad]
+    float *st = row_scale + n_pad;      // [n][kBlock]
+    float *ot = st + n * kBlock;        // [d_pad][kBlock], n > kRowMajorOutputMaxN only
+    float *stats = ot + (n > kRowMajorOutputMaxN ? d_pad * kBlock : 0);  // [2][kBlock]
+    float *row = stats + 2 * kBlock;                                     // [n_pad]
+    float *k_unit = row + n_pad;                                         // [n][d], cosine attention only
 
     const float *keys = k;
     int64_t ld_k = shape.ld_k;
@@ -404,29 +551,38 @@ struct Kernel {
                       terms.ld_mask_t,
                       terms.bias,
                       terms.mask,
-                      st,
                       ot,
+                      st,
                       stats,
                       out,
                       shape.ld_out,
                       &prefetch};
-    // Blocks of nearly equal width: 9 vectors run as 3 + 3 + 3, not 4 + 4 + 1.
     for (int64_t i = block_rows; i < n; ++i) single_row(ctx, i);
+    if constexpr (kRowMajorOutputMaxN > 0) {
+      if (n <= kRowMajorOutputMaxN) return blocks<true>(ctx, block_rows, prefetch);
+    }
+    blocks<false>(ctx, block_rows, prefetch);
+  }
+
+  // The query rows [0, block_rows) in blocks of nearly equal width: 9 vectors run as 3 + 3 + 3, not
+  // 4 + 4 + 1.
+  template <bool kRowMajorOut>
+  static void blocks(const Context &ctx, int64_t block_rows, attention_common::SpreadPrefetch &prefetch) {
     const int64_t vecs = block_rows / W;
-    const int64_t blocks = (vecs + kBlockVecs - 1) / kBlockVecs;
+    const int64_t count = (vecs + kBlockVecs - 1) / kBlockVecs;
     int64_t i0 = 0;
-    for (int64_t b = 0; b < blocks; ++b) {
-      const int64_t width = (vecs - i0 / W + (blocks - b) - 1) / (blocks - b);
+    for (int64_t b = 0; b < count; ++b) {
+      const int64_t width = (vecs - i0 / W + (count - b) - 1) / (count - b);
       // width <= kBlockVecs: the widths an ISA's block cannot reach are not instantiated.
       static_assert(kBlockVecs >= 3 && kBlockVecs <= 4, "width cases below");
       if (width == 1) {
-        block<1>(ctx, i0);
+        block<1, kRowMajorOut>(ctx, i0);
       } else if (width == 2) {
-        block<2>(ctx, i0);
+        block<2, kRowMajorOut>(ctx, i0);
       } else if (width == 3) {
-        block<3>(ctx, i0);
+        block<3, kRowMajorOut>(ctx, i0);
       } else if constexpr (kBlockVecs == 4) {
-        block<4>(ctx, i0);
+        block<4, kRowMajorOut>(ctx, i0);
       }
       i0 += width * W;
     }

@@ -106,6 +106,26 @@ TEST_CASE("every kernel: every window length at and around its tiles, several he
   }
 }
 
+// Head dims past one slab of output vectors (the query-major kernels compute P V in slabs of up to 4 or 8
+// channel vectors, split into nearly equal parts) with ragged last vectors, at window lengths on both sides
+// of the AVX2 kernel's switch to out^T tiles (31).
+TEST_CASE("every kernel: wide heads") {
+  for (const AttentionKernelInfo *kernel : runnable_kernels()) {
+    for (int64_t n : {1, 9, 16, 17, 31, 32, 49, 129}) {
+      if (n > kernel->limit_n) continue;
+      for (int64_t d : {72, 100, 136}) {
+        AttentionKernelTester()
+            .n(n)
+            .head_dim(d)
+            .bias(true)
+            .mask(n % 2 == 1)
+            .seed(static_cast<uint64_t>(n + d))
+            .test(*kernel);
+      }
+    }
+  }
+}
+
 TEST_CASE("every kernel: terms present or not, cosine, strided rows") {
   for (const AttentionKernelInfo *kernel : runnable_kernels()) {
     for (int64_t n : {1, 5, 8, 16, 17, 24, 49, 64, 65, 98, 144}) {
