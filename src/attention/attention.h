@@ -29,6 +29,9 @@ struct AttentionShape {
   // Prefetch into L1 (T0) rather than L2 (T1): AMD documents T1 as filling L2 only since Zen 4 (the
   // measurements behind the choice are in the README's performance notes).
   bool prefetch_to_l1 = false;
+  // Batch kernels (run_batch): prefetch the rows of the items ahead. Off for a call whose q, k, v and out
+  // fit in L2 already (window_attention: they are in cache, and the prefetches cost instructions only).
+  bool prefetch_items = true;
 };
 
 // The bias and mask of one (window, head), [n][n] (query i, key j) or null, and their transposes

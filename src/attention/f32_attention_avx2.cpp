@@ -118,11 +118,12 @@ struct Avx2 {
   }
 
   // exp(s - m) for a softmax, given m_log2e = m * log2(e); see the AVX-512 version. 2^floor(u) is built
-  // in the exponent field (floor(u) in [-127, 0] after the clamp; results below 2^-126 are zeroed).
+  // in the exponent field: floor(u) in [-127, 0] after the clamp, and -127 (every u below -126, -inf
+  // included) gives the field 0, the float +0, so those results are zero without a mask, as the AVX-512
+  // version's. NaN in u is returned as is by the max and stays NaN.
   static Vec exp_diff(Vec s, Vec m_log2e) {
     const Vec u = _mm256_fmsub_ps(s, _mm256_set1_ps(1.44269504088896341f), m_log2e);
-    const Vec keep = _mm256_cmp_ps(u, _mm256_set1_ps(-126.0f), _CMP_NLT_UQ);  // u >= -126 or NaN
-    const Vec uc = _mm256_max_ps(_mm256_set1_ps(-127.0f), u);                 // NaN in u is returned as is
+    const Vec uc = _mm256_max_ps(_mm256_set1_ps(-127.0f), u);
     const Vec whole = _mm256_floor_ps(uc);
     const Vec f = _mm256_sub_ps(uc, whole);
     Vec p = _mm256_set1_ps(0.0018671301659196615f);
@@ -133,7 +134,7 @@ struct Avx2 {
     p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
     const __m256i exponent =
         _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(whole), _mm256_set1_epi32(127)), 23);
-    return _mm256_and_ps(keep, _mm256_mul_ps(p, _mm256_castsi256_ps(exponent)));
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(exponent));
   }
 };
 

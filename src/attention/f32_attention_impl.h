@@ -10,6 +10,7 @@
 // loads and stores.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -273,9 +274,13 @@ struct Kernel {
   static void pack_keys(const AttentionShape &shape, const float *k, float scale, float *kt, int64_t n_pad,
                         float *key_scale) {
     const int64_t n = shape.n, d = shape.head_dim;
-    for (int64_t j = 0; j < n; ++j)
-      key_scale[j] = shape.cosine ? scale / Common::norm_or_eps(k + j * shape.ld_k, d) : scale;
-    Common::pack_scaled_transposed(k, shape.ld_k, n, d, key_scale, kt, n_pad, n_pad);
+    if (shape.cosine) {
+      for (int64_t j = 0; j < n; ++j) key_scale[j] = scale / Common::norm_or_eps(k + j * shape.ld_k, d);
+    } else {
+      std::fill_n(key_scale, n, scale);
+    }
+    Common::pack_scaled_transposed(k, shape.ld_k, n, d, shape.cosine ? key_scale : nullptr, scale, kt, n_pad,
+                                   n_pad);
   }
 
   static void run(const AttentionShape &shape, const float *q, const float *k, const float *v, float scale,

@@ -55,11 +55,11 @@ struct ShortAvx2 {
   }
 
   // exp(x) for x <= 0 or NaN (x = logit - row maximum); see the AVX-512 version. 2^floor(u) is built in the
-  // exponent field (floor(u) in [-127, 0] after the clamp; results below 2^-126 are zeroed).
+  // exponent field: floor(u) in [-127, 0] after the clamp, and -127 (every u below -126, -inf included)
+  // gives the field 0, the float +0, so those results are zero without a mask, as the AVX-512 version's.
   static Vec exp_neg(Vec x) {
     const Vec u = _mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f));
-    const Vec keep = _mm256_cmp_ps(u, _mm256_set1_ps(-126.0f), _CMP_NLT_UQ);  // u >= -126 or NaN
-    const Vec clamped = _mm256_max_ps(_mm256_set1_ps(-127.0f), u);            // NaN in u is kept
+    const Vec clamped = _mm256_max_ps(_mm256_set1_ps(-127.0f), u);  // NaN in u is kept
     const Vec whole = _mm256_floor_ps(clamped);
     const Vec f = _mm256_sub_ps(clamped, whole);
     Vec p = _mm256_set1_ps(0.0018671301659196615f);
@@ -70,7 +70,7 @@ struct ShortAvx2 {
     p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
     const __m256i two_to_whole =
         _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(whole), _mm256_set1_epi32(127)), 23);
-    return _mm256_and_ps(keep, _mm256_mul_ps(p, _mm256_castsi256_ps(two_to_whole)));
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(two_to_whole));
   }
 
   // Lane 4L + m of the result (m < 4, L the 128-bit lane) = the sum of the four elements of 128-bit lane L

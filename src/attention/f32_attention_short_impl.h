@@ -86,41 +86,54 @@ struct Kernel {
   static constexpr int kTileQuads = kQuads / 2;  // quads per half tile
   static constexpr int kTileRows = 4 * kTileQuads;
 
-  // Prefetches the rows (q, k, v, out) of the items ahead, a few rows per step: items [item, end) are not
-  // yet prefetched; of `item`, arrays below `array` and, of that array, rows below `row` are.
+  // Prefetches the rows (q, k, v, out) of the items ahead, a few lines per step: items [item, end) are not
+  // yet prefetched; of `item`, arrays below `array` are, and of that array the span [next, stop) is still
+  // to come (one span per array when its rows are contiguous, ld == d, else one per row, `row` the next).
+  // A step costs a compare and two instructions per line; moving to the next span, a dozen.
   struct Prefetcher {
-    const AttentionItem *items;
-    int64_t n, d, ld[4];
+    const AttentionItem *items = nullptr;
+    int64_t n = 0, d = 0, ld[4] = {0, 0, 0, 0};
     int64_t item = 0, end = 0, array = 0, row = 0;
-    int64_t rows_per_step = 0;
+    int64_t lines_per_step = 0;
+    const char *next = nullptr, *stop = nullptr;
     bool to_l1 = true;
 
-    void issue_row(const float *p) const {
-      const char *first = reinterpret_cast<const char *>(p);
-      const char *last = reinterpret_cast<const char *>(p + d - 1);
-      const uintptr_t line_mask = ~static_cast<uintptr_t>(63);
-      for (uintptr_t a = reinterpret_cast<uintptr_t>(first) & line_mask;
-           a <= reinterpret_cast<uintptr_t>(last); a += 64) {
+    __attribute__((always_inline)) void step(int64_t lines) {
+      while (lines > 0) {
+        if (next >= stop && !advance()) return;
+        const int64_t left = (stop - next + 63) / 64;
+        const int64_t take = lines < left ? lines : left;
+        const char *p = next;
+        const char *const limit = p + take * 64;
         if (to_l1) {
-          _mm_prefetch(reinterpret_cast<const char *>(a), _MM_HINT_T0);
+#pragma GCC unroll 4
+          for (; p < limit; p += 64) _mm_prefetch(p, _MM_HINT_T0);
         } else {
-          _mm_prefetch(reinterpret_cast<const char *>(a), _MM_HINT_T1);
+#pragma GCC unroll 4
+          for (; p < limit; p += 64) _mm_prefetch(p, _MM_HINT_T1);
         }
+        next = limit;
+        lines -= take;
       }
     }
-    void step(int64_t rows) {
-      for (; rows > 0 && item < end; --rows) {
-        const AttentionItem &it = items[item];
-        const float *base = array == 0 ? it.q : array == 1 ? it.k : array == 2 ? it.v : it.out;
-        issue_row(base + row * ld[array]);
-        if (++row == n) {
-          row = 0;
-          if (++array == 4) {
-            array = 0;
-            ++item;
-          }
+    // The next span into [next, stop), its first line rounded down; false when items up to `end` are done.
+    bool advance() {
+      if (item >= end) return false;
+      const AttentionItem &it = items[item];
+      const float *base = array == 0 ? it.q : array == 1 ? it.k : array == 2 ? it.v : it.out;
+      const bool whole = ld[array] == d;
+      const float *first = base + (whole ? 0 : row * ld[array]);
+      const int64_t floats = whole ? n * d : d;
+      next = reinterpret_cast<const char *>(reinterpret_cast<uintptr_t>(first) & ~static_cast<uintptr_t>(63));
+      stop = reinterpret_cast<const char *>(first + floats);
+      if (whole || ++row == n) {
+        row = 0;
+        if (++array == 4) {
+          array = 0;
+          ++item;
         }
       }
+      return true;
     }
   };
 
@@ -273,7 +286,7 @@ struct Kernel {
     const int64_t n = c.n;
     V row_max = T::set1(-std::numeric_limits<float>::infinity());
     for (int64_t j = 0; j < n; j += 2) {
-      c.prefetch->step(c.prefetch->rows_per_step);
+      c.prefetch->step(c.prefetch->lines_per_step);
       V lo[2], hi[2];
       half_tile(c, half0, j, lo);
       if (second_half) {
@@ -460,6 +473,7 @@ struct Kernel {
     const typename Call::Split &rows = c.rows[NV];
     int64_t r0 = 0;
     for (int64_t t = 0; t < rows.tiles; ++t) {
+      c.prefetch->step(c.prefetch->lines_per_step);
       const int height = static_cast<int>(rows.base + (t < rows.extra ? 1 : 0));
       pv_rows<T::pv_rows(NV), NV>(height, partial, p + r0, v, c.ld_v, c.n, c0, c.d, out + r0 * c.ld_out,
                                   c.ld_out);
@@ -527,12 +541,20 @@ struct Kernel {
     prefetch.d = c.d;
     prefetch.ld[0] = c.ld_q, prefetch.ld[1] = c.ld_k, prefetch.ld[2] = c.ld_v, prefetch.ld[3] = c.ld_out;
     prefetch.item = kQuads / nq;  // the first slot's items are being read anyway
-    // The rows of one slot's worth of items (4 arrays x W rows) over its (n + 1) / 2 key steps.
-    prefetch.rows_per_step = (4 * W + (n + 1) / 2 - 1) / ((n + 1) / 2);
     prefetch.to_l1 = shape.prefetch_to_l1;
     c.prefetch = &prefetch;
     c.cols = split((c.d + W - 1) / W, T::kPvVecs);
     for (int nv = 1; nv <= T::kPvVecs; ++nv) c.rows[nv] = split(n, T::pv_rows(nv));
+    // The lines of one slot's worth of rows (4 arrays x W rows of d floats, one line more per row for
+    // strided unaligned rows) over the slot's steps: its (n + 1) / 2 key steps and the P V tiles of the
+    // items it completes (W / 4 quads, nq per item), a few lines at a time: a burst would hold the miss
+    // buffers the loads need. None when the call's data is in cache already.
+    const int64_t row_lines = (c.d * static_cast<int64_t>(sizeof(float)) + 63) / 64 + 1;
+    int64_t pv_tiles = 0;
+    for (int64_t t = 0; t < c.cols.tiles; ++t)
+      pv_tiles += c.rows[std::min<int64_t>(c.cols.base + (t < c.cols.extra ? 1 : 0), T::kPvVecs)].tiles;
+    const int64_t slot_steps = (n + 1) / 2 + std::max<int64_t>(1, pv_tiles * kQuads / nq);
+    prefetch.lines_per_step = shape.prefetch_items ? (4 * W * row_lines + slot_steps - 1) / slot_steps : 0;
     const int64_t slots = (c.total_quads + kQuads - 1) / kQuads;
     int64_t next = 0;          // the next item to output
     int64_t item = 0, rq = 0;  // the next quad

@@ -13,6 +13,7 @@
 // AttentionTerms). Lanes past n compute on zero queries and are never stored.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -100,8 +101,12 @@ struct Kernel {
         step(s, acc);
         step(s + 1, odd);
       }
+      if (s < steps) step(s, acc);
+    } else {
+      // Two steps per iteration: the counter, compare and branch once per 2 x R x IV FMAs.
+#pragma GCC unroll 2
+      for (; s < steps; ++s) step(s, acc);
     }
-    for (; s < steps; ++s) step(s, acc);
     if constexpr (kSplit) {
 #pragma GCC unroll 16
       for (int r = 0; r < R; ++r)
@@ -514,13 +519,17 @@ struct Kernel {
 
     const float *keys = k;
     int64_t ld_k = shape.ld_k;
-    for (int64_t i = 0; i < n; ++i)
-      row_scale[i] = shape.cosine ? scale / Common::norm_or_eps(q + i * shape.ld_q, d) : scale;
+    if (shape.cosine) {
+      for (int64_t i = 0; i < n; ++i) row_scale[i] = scale / Common::norm_or_eps(q + i * shape.ld_q, d);
+    } else {
+      std::fill_n(row_scale, n, scale);
+    }
     // Rows past the last full vector run one at a time when they are few (single_row); blocks take the
     // rest.
     const int64_t n_full = n / W * W;
     const int64_t block_rows = n_full > 0 && n - n_full <= kMaxSingleRows ? n_full : n_pad;
-    Common::pack_scaled_transposed(q, shape.ld_q, n, d, row_scale, qt, n_pad, block_rows);
+    Common::pack_scaled_transposed(q, shape.ld_q, n, d, shape.cosine ? row_scale : nullptr, scale, qt, n_pad,
+                                   block_rows);
     if (shape.cosine) {
       for (int64_t j = 0; j < n; ++j) {
         const float *src = k + j * shape.ld_k;

@@ -133,8 +133,10 @@ void window_attention(int64_t num_windows, int64_t num_heads, int64_t n, int64_t
   // A call whose q, k, v and out fit in one core's L2 (the data a layer's chunk hands the kernel, or a small
   // call on data just written) does not prefetch the next item: its lines are in cache already, and issuing
   // the prefetches costs as many instructions as a small item's softmax (paired, Zen 3: 1.10-1.16x at
-  // n = 16..32, 1.09x at T = 16, 128-384 KiB per call; the layer never prefetched).
+  // n = 16..32, 1.09x at T = 16, 128-384 KiB per call; the layer never prefetched). The same holds for the
+  // batch kernels' prefetches of the items ahead (prefetch_items).
   const bool prefetch_next = 4 * items * head_stride * static_cast<int64_t>(sizeof(float)) > cpu_l2_bytes();
+  shape.prefetch_items = prefetch_next;
   // The terms of item (w, h): the head's bias, the window's mask unless it is all zeros.
   auto terms_of = [&](int64_t item) {
     const int64_t w = item / num_heads, h = item % num_heads;
