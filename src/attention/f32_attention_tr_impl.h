@@ -256,11 +256,15 @@ struct Kernel {
 #pragma GCC unroll 16
       for (int u = 0; u < IV; ++u) acc[t][u] = T::zero();
     accumulate<CT, IV, false>(ctx.v + c0, 1, ctx.ld_v, ctx.st, kBlock, ctx.n, acc);
+    // 1 / sum loaded once and the pointer in a local: see logits_tile.
+    V inv[IV];
+#pragma GCC unroll 16
+    for (int u = 0; u < IV; ++u) inv[u] = T::load(ctx.stats + kBlock + u * W);
+    float *const ot = ctx.ot + c0 * kBlock;
 #pragma GCC unroll 16
     for (int t = 0; t < CT; ++t)
 #pragma GCC unroll 16
-      for (int u = 0; u < IV; ++u)
-        T::store(ctx.ot + (c0 + t) * kBlock + u * W, T::mul(acc[t][u], T::load(ctx.stats + kBlock + u * W)));
+      for (int u = 0; u < IV; ++u) T::store(ot + t * kBlock + u * W, T::mul(acc[t][u], inv[u]));
   }
 
   template <int CT, int IV>
@@ -288,26 +292,28 @@ struct Kernel {
       out_t_cols<CT, IV>(ctx, c0, cols);
       c0 += cols;
     }
+    const int64_t n = ctx.n, d = ctx.d, ld_out = ctx.ld_out;  // locals: see logits_tile
+    const float *const ot = ctx.ot;
+    float *const out = ctx.out;
     for (int u = 0; u < IV; ++u) {
       const int64_t row0 = i0 + u * W;
-      if (row0 >= ctx.n) break;
-      const int64_t rows = ctx.n - row0 < W ? ctx.n - row0 : W;
-      for (int64_t cb = 0; cb < ctx.d; cb += W) {
-        const int64_t width = ctx.d - cb < W ? ctx.d - cb : W;
+      if (row0 >= n) break;
+      const int64_t rows = n - row0 < W ? n - row0 : W;
+      for (int64_t cb = 0; cb < d; cb += W) {
+        const int64_t width = d - cb < W ? d - cb : W;
         V x[W];
 #pragma GCC unroll 16
-        for (int t = 0; t < W; ++t)
-          x[t] = t < width ? T::load(ctx.ot + (cb + t) * kBlock + u * W) : T::zero();
+        for (int t = 0; t < W; ++t) x[t] = t < width ? T::load(ot + (cb + t) * kBlock + u * W) : T::zero();
         T::transpose(x);
-        float *dst = ctx.out + row0 * ctx.ld_out + cb;
+        float *dst = out + row0 * ld_out + cb;
         if (width == W && rows == W) {  // constant indices: x stays in registers
 #pragma GCC unroll 16
-          for (int r = 0; r < W; ++r) T::storeu(dst + r * ctx.ld_out, x[r]);
+          for (int r = 0; r < W; ++r) T::storeu(dst + r * ld_out, x[r]);
         } else if (width == W) {
-          for (int64_t r = 0; r < rows; ++r) T::storeu(dst + r * ctx.ld_out, x[r]);
+          for (int64_t r = 0; r < rows; ++r) T::storeu(dst + r * ld_out, x[r]);
         } else {
           const auto valid = T::first_lanes(width);
-          for (int64_t r = 0; r < rows; ++r) T::mask_storeu(dst + r * ctx.ld_out, valid, x[r]);
+          for (int64_t r = 0; r < rows; ++r) T::mask_storeu(dst + r * ld_out, valid, x[r]);
         }
       }
     }
@@ -374,8 +380,11 @@ struct Kernel {
     if (!huge) {
       // s log2(e) - m log2(e) in one FMA: the rounding of m log2(e) (below 2^-8 here) is common to the
       // column and cancels in the normalisation.
-      for (int64_t j = 0; j < ctx.n; ++j) {
-        float *row = ctx.st + j * kBlock;
+      // Locals: through ctx, GCC reloaded st and n on every row (the stores below are floats, but it
+      // would not keep them).
+      float *row = ctx.st;
+      const int64_t n = ctx.n;
+      for (int64_t j = 0; j < n; ++j, row += kBlock) {
 #pragma GCC unroll 16
         for (int u = 0; u < IV; ++u) {
           const V p = T::exp_diff(T::load(row + u * W), m_log2e[u]);
@@ -385,8 +394,9 @@ struct Kernel {
       }
     } else {
       // Huge logits: subtract first, so the maximum maps to exactly exp(0) = 1.
-      for (int64_t j = 0; j < ctx.n; ++j) {
-        float *row = ctx.st + j * kBlock;
+      float *row = ctx.st;
+      const int64_t n = ctx.n;
+      for (int64_t j = 0; j < n; ++j, row += kBlock) {
 #pragma GCC unroll 16
         for (int u = 0; u < IV; ++u) {
           const V p = T::exp_diff(T::sub(T::load(row + u * W), col_max[u]), T::zero());
