@@ -41,6 +41,8 @@ class SpreadPrefetch {
   void finish() {
     while (next_ != nullptr) issue(std::numeric_limits<int64_t>::max() / 64);
   }
+  // Lines left to issue.
+  bool active() const { return next_ != nullptr; }
 
  private:
   struct Stream {

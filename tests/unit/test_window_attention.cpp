@@ -268,6 +268,19 @@ TEST_CASE("window_attention: odd combinations, every ISA") {
   check_all_isas(p2, isas);
 }
 
+TEST_CASE("window_attention: calls larger than L2, where the kernels prefetch the items ahead, every ISA") {
+  // Above the L2 size window_attention has each kernel prefetch the next items while it computes (the
+  // query-major kernel then splits its logits tiles in two around a prefetch step; the batch kernel walks
+  // its items' arrays): short and long windows, with and without bias and mask, 2.5-6 MiB per call.
+  wt::DispatchGuard guard;
+  const auto isas = wt::available_isas();
+  wt::Rng rng(104);
+  check_all_isas(make_problem(rng, 64, 12, 16, 64, false, MaskKind::kNone, ScaleKind::kNormal), isas);
+  check_all_isas(make_problem(rng, 128, 12, 8, 64, false, MaskKind::kNone, ScaleKind::kWide), isas);
+  check_all_isas(make_problem(rng, 96, 4, 25, 32, true, MaskKind::kHundred, ScaleKind::kWide), isas);
+  check_all_isas(make_problem(rng, 24, 3, 98, 36, true, MaskKind::kInf, ScaleKind::kNormal), isas);
+}
+
 TEST_CASE("window_attention: inputs are not modified and mask_windows is ignored without a mask") {
   wt::Rng rng(104);
   Problem p = make_problem(rng, 2, 2, 17, 16, true, MaskKind::kInf, ScaleKind::kWide);
