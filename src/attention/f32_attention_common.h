@@ -17,6 +17,18 @@ inline int64_t round_up(int64_t x, int64_t m) {
   return (x + m - 1) / m * m;
 }
 
+// `lines` cache lines from p (64-byte aligned) on, into L1 (T0) or L2 (T1): both kernels' prefetchers.
+__attribute__((always_inline)) inline void prefetch_lines(const char *p, int64_t lines, bool to_l1) {
+  const char *const stop = p + lines * 64;
+  if (to_l1) {
+#pragma GCC unroll 4
+    for (; p < stop; p += 64) _mm_prefetch(p, _MM_HINT_T0);
+  } else {
+#pragma GCC unroll 4
+    for (; p < stop; p += 64) _mm_prefetch(p, _MM_HINT_T1);
+  }
+}
+
 // Prefetches of AttentionShape::prefetch, spread over the steps (tiles) of a kernel: a burst of a whole
 // item's lines at once would stall on the miss buffers. The ranges are walked one after the other (q, k, v,
 // out: the order the next item touches them) with a single cursor, so that a step costs a few instructions
@@ -59,16 +71,8 @@ class SpreadPrefetch {
     while (lines > 0) {
       const int64_t left = (end_ - next_) / 64;
       const int64_t take = lines < left ? lines : left;
-      const char *p = next_;
-      const char *const stop = p + take * 64;
-      if (to_l1_) {
-#pragma GCC unroll 4
-        for (; p < stop; p += 64) _mm_prefetch(p, _MM_HINT_T0);
-      } else {
-#pragma GCC unroll 4
-        for (; p < stop; p += 64) _mm_prefetch(p, _MM_HINT_T1);
-      }
-      next_ = stop;
+      prefetch_lines(next_, take, to_l1_);
+      next_ += take * 64;
       lines -= take;
       if (next_ == end_) {
         if (current_ + 1 >= count_) {

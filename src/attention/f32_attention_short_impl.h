@@ -31,6 +31,7 @@
 #include <xmmintrin.h>
 
 #include "attention/attention.h"
+#include "attention/f32_attention_common.h"
 
 namespace winattn::detail {
 
@@ -103,16 +104,8 @@ struct Kernel {
         if (next >= stop && !advance()) return;
         const int64_t left = (stop - next + 63) / 64;
         const int64_t take = lines < left ? lines : left;
-        const char *p = next;
-        const char *const limit = p + take * 64;
-        if (to_l1) {
-#pragma GCC unroll 4
-          for (; p < limit; p += 64) _mm_prefetch(p, _MM_HINT_T0);
-        } else {
-#pragma GCC unroll 4
-          for (; p < limit; p += 64) _mm_prefetch(p, _MM_HINT_T1);
-        }
-        next = limit;
+        attention_common::prefetch_lines(next, take, to_l1);
+        next += take * 64;
         lines -= take;
       }
     }
