@@ -107,6 +107,7 @@ const AttentionKernelInfo &select_f32_attention_kernel(CpuFeatures features, int
 
 extern const AttentionKernelInfo f32_attention_rowmajor_1x1_scalar;
 extern const AttentionKernelInfo f32_attention_short_8x2_avx2;
+extern const AttentionKernelInfo f32_attention_onevec_4x3_avx2;
 extern const AttentionKernelInfo f32_attention_short_16x2_avx512;
 extern const AttentionKernelInfo f32_attention_rowmajor_4x24_avx2;
 extern const AttentionKernelInfo f32_attention_qmajor_24x4_avx2;

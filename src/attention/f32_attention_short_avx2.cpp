@@ -2,6 +2,7 @@
 // rows per pass, two quads of 4 rows.
 #include <immintrin.h>
 
+#include "attention/f32_attention_onevec_impl.h"
 #include "attention/f32_attention_short_impl.h"
 
 namespace winattn::detail {
@@ -97,7 +98,27 @@ void run_short(const AttentionShape &shape, const AttentionItem *items, int64_t 
   attention_short_impl::Kernel<ShortAvx2>::run(shape, items, count, workspace);
 }
 
+void run_onevec(const AttentionShape &shape, const AttentionItem *items, int64_t count, float *workspace) {
+  attention_onevec_impl::Kernel<ShortAvx2>::run(shape, items, count, workspace);
+}
+
 }  // namespace
+
+// One item per pass, its n <= 8 query rows in the lanes of one vector, logits in tiles of 4 rows by 3 keys.
+const AttentionKernelInfo f32_attention_onevec_4x3_avx2 = {
+    "f32_attention_onevec_4x3_avx2",
+    kFeatureAvx2,
+    nullptr,
+    run_onevec,
+    kMaxBatchItems,
+    true,
+    4,
+    3,
+    1,
+    kRowMajorMaxNAvx2,
+    attention_onevec_impl::Kernel<ShortAvx2>::kMaxN,
+    attention_onevec_impl::workspace_floats,
+};
 
 // 8 query rows (lanes, quads of consecutive items) by 2 keys per logits step; any n in [1, kMaxN], picked
 // for n <= 8.
