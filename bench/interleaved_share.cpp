@@ -42,6 +42,15 @@ double probe(winattn_bench::PeakIsa isa, int64_t iterations) {
                                                 : winattn_bench::fma_probe_avx2(iterations);
 }
 
+// The call's compulsory memory traffic alone: q, k and v read and out written once, in order (the
+// hardware prefetchers' best case), no arithmetic to speak of. For a call larger than the caches its time
+// bounds the kernel's from below, whatever it overlaps: the "memory floor" share printed beside the
+// kernel's.
+__attribute__((noinline)) void memory_pass(const float *q, const float *k, const float *v, float *out,
+                                           size_t elems) {
+  for (size_t i = 0; i < elems; ++i) out[i] = q[i] + k[i] + v[i];
+}
+
 // Returns false when a call fails (the status is printed).
 bool measure(const Case &c, int rounds, winattn_bench::PeakIsa isa) {
   const size_t elems = static_cast<size_t>(c.windows * c.heads * c.n * c.head_dim);
@@ -67,7 +76,7 @@ bool measure(const Case &c, int rounds, winattn_bench::PeakIsa isa) {
   const double flops = 4.0 * static_cast<double>(c.windows * c.heads) * static_cast<double>(c.n * c.n) *
                        static_cast<double>(c.head_dim);
   const int64_t iterations = 500000;  // about 1 ms of the probe at 100 GFLOP/s
-  std::vector<double> shares, call_seconds, probe_seconds;
+  std::vector<double> shares, call_seconds, probe_seconds, pass_seconds;
   double probe_flops = 0.0;
   for (int r = 0; r < rounds; ++r) {
     const Clock::time_point a = Clock::now();
@@ -75,6 +84,8 @@ bool measure(const Case &c, int rounds, winattn_bench::PeakIsa isa) {
     const Clock::time_point b = Clock::now();
     for (int i = 0; i < calls; ++i) call();
     const Clock::time_point e = Clock::now();
+    for (int i = 0; i < calls; ++i) memory_pass(q.data(), k.data(), v.data(), out.data(), elems);
+    pass_seconds.push_back(seconds(e, Clock::now()) / calls);
     const double per_call = seconds(b, e) / calls;
     probe_seconds.push_back(seconds(a, b));
     call_seconds.push_back(per_call);
@@ -83,11 +94,14 @@ bool measure(const Case &c, int rounds, winattn_bench::PeakIsa isa) {
   std::sort(shares.begin(), shares.end());
   const double best_call = *std::min_element(call_seconds.begin(), call_seconds.end());
   const double best_peak = probe_flops / *std::min_element(probe_seconds.begin(), probe_seconds.end());
+  const double best_pass = *std::min_element(pass_seconds.begin(), pass_seconds.end());
   const size_t m = shares.size();
   std::printf(
-      "%-22s best/best %5.1f%%   per round: median %5.1f%% (quartiles %5.1f, %5.1f)   peak %.1f GFLOP/s\n",
+      "%-22s best/best %5.1f%%   per round: median %5.1f%% (quartiles %5.1f, %5.1f)   peak %.1f GFLOP/s   "
+      "memory floor %5.1f%% (%.1f GB/s)\n",
       c.name.c_str(), 100.0 * (flops / best_call) / best_peak, 100.0 * shares[m / 2], 100.0 * shares[m / 4],
-      100.0 * shares[3 * m / 4], best_peak / 1e9);
+      100.0 * shares[3 * m / 4], best_peak / 1e9, 100.0 * (flops / best_pass) / best_peak,
+      4.0 * sizeof(float) * static_cast<double>(elems) / best_pass / 1e9);
   return true;
 }
 
