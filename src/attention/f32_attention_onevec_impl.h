@@ -180,7 +180,8 @@ struct Kernel {
   }
 
   template <int NV>
-  static void pv_columns(const Item &it, const float *pt, int64_t c0, attention_common::SpreadPrefetch &pf) {
+  __attribute__((always_inline)) static inline void pv_columns(const Item &it, const float *pt, int64_t c0,
+                                                               attention_common::SpreadPrefetch &pf) {
     const bool partial = c0 + NV * W > it.d;
     for (int64_t r0 = 0; r0 < it.n; r0 += 4) {
       pf.step();
@@ -193,10 +194,12 @@ struct Kernel {
     }
   }
 
-  // One item. pf: the prefetches of the next item's lines, a share at every tile.
+  // One item. pf: the prefetches of the next item's lines, a share at every tile. kN: n when it is known at
+  // compile time (8: the loops over keys and rows unrolled), else 0.
+  template <int kN>
   static void item(const AttentionShape &shape, const AttentionItem &a, float *workspace,
                    attention_common::SpreadPrefetch &pf) {
-    const int64_t n = shape.n, d = shape.head_dim;
+    const int64_t n = kN > 0 ? kN : shape.n, d = shape.head_dim;
     Item it{n,
             d,
             a.q,
@@ -301,7 +304,11 @@ struct Kernel {
           if (ld[r] == d) next.prefetch[r] = {arrays[r], n * d};
       }
       attention_common::SpreadPrefetch pf(next, steps);
-      item(shape, items[b], workspace, pf);
+      if (n == W) {
+        item<W>(shape, items[b], workspace, pf);
+      } else {
+        item<0>(shape, items[b], workspace, pf);
+      }
     }
   }
 };
