@@ -13,8 +13,8 @@ const AttentionKernelInfo *const *f32_attention_kernels(size_t *count) {
       &f32_attention_rowmajor_6x64_avx512,  // n <= 16 (a fallback: the short kernel comes first)
       &f32_attention_qmajor_64x6_avx512,    // n > 16
       &f32_attention_onevec_4x3_avx2,       // n <= 8: one vector of queries per item
-      &f32_attention_short_8x2_avx2,        // n <= 8: several items per pass
-      &f32_attention_rowmajor_4x24_avx2,    // n <= 8 (a fallback: the short kernel comes first)
+      &f32_attention_short_8x2_avx2,        // n <= 8: several items per pass (a fallback: onevec first)
+      &f32_attention_rowmajor_4x24_avx2,    // n <= 8 (a fallback: the kernels above come first)
       &f32_attention_qmajor_24x4_avx2,      // n > 8
       &f32_attention_rowmajor_1x1_scalar,   // any n, any CPU
   };
