@@ -29,10 +29,10 @@
 namespace winattn::detail {
 namespace attention_onevec_impl {
 
-// logits^T / P^T [8][8]; the first row quad's half sums [8][8]; bias and mask scratch [8][8] each (items
-// with terms but no transposes); row scales [8]; key scales [8].
+// logits^T / P^T [8][8]; bias and mask scratch [8][8] each (items with terms but no transposes); row scales
+// [8]; key scales [8] (cosine attention).
 inline size_t workspace_floats(int64_t /*n*/, int64_t /*head_dim*/) {
-  return 4 * 64 + 16 + 16;
+  return 3 * 64 + 8 + 8;
 }
 
 template <class T>
